@@ -1,0 +1,7 @@
+"""python -m attuned"""
+
+import sys
+
+from attuned.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""Errors that reach the operator: each names where the problem is, so it can be fixed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one file: rendered as ``file:line: field: message``."""
+
+    file: Path | None
+    message: str
+    line: int | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = str(self.file)
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        what = f"{self.field}: " if self.field else ""
+        return f"{where}{what}{self.message}"
+
+
+class AttunedError(Exception):
+    """Base of every error attuned reports; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+@dataclass
+class ValidationFailed(AttunedError):
+    """Input (a manifest, a component, a config file) is not acceptable."""
+
+    problems: list[Problem] = field(default_factory=list)
+    exit_code = 2
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems) or "validation failed"
+
+
+class ConfigError(ValidationFailed):
+    """The daemon's own configuration file is wrong."""
+
+
+class ConflictError(AttunedError):
+    """The pack is already registered and the caller did not force."""
+
+    exit_code = 3
+
+
+class DependencyError(ValidationFailed):
+    """A declared pack dependency is missing or at an unsatisfying version."""
+
+
+class TestsFailed(AttunedError):
+    """The pack's tests did not pass the gate; registration was rolled back."""
+
+    exit_code = 4
+    __test__ = False  # not a pytest class

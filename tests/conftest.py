@@ -1,0 +1,131 @@
+"""Shared fixtures: real databases (SQLite file, and PostgreSQL when configured) and packs."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from attuned.store.database import Database
+
+POSTGRES_ENV = "ATTUNED_TEST_POSTGRES_URL"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+
+_POSTGRES = pytest.param(
+    "postgresql",
+    marks=[
+        pytest.mark.postgres,
+        pytest.mark.skipif(
+            not os.environ.get(POSTGRES_ENV),
+            reason=f"PostgreSQL tests need {POSTGRES_ENV} (e.g. "
+            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres); .ci/run sets it",
+        ),
+    ],
+)
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import psycopg
+
+    base = os.environ[POSTGRES_ENV]
+    name = f"attuned_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_libpq(base), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    head, _, _ = base.rpartition("/")
+    try:
+        yield f"{head}/{name}"
+    finally:
+        with psycopg.connect(_libpq(base), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", _POSTGRES])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every database test runs on a real SQLite file and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'attuned.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def database(db_url: str) -> Iterator[Database]:
+    db = Database(db_url)
+    db.migrate()
+    try:
+        yield db
+    finally:
+        db.dispose()
+
+
+PASSING_TEST = """\
+#!/bin/sh
+echo "Total Tests: 2"
+echo "Passed: 2"
+echo "Failed: 0"
+"""
+
+PackFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def make_pack(tmp_path: Path) -> PackFactory:
+    """Write a pack directory: `make_pack("hello", files={...}, **manifest_overrides)`."""
+
+    def make(
+        ref: str = "hello",
+        *,
+        version: str = "1.0.0",
+        test_script: str | None = PASSING_TEST,
+        files: dict[str, str] | None = None,
+        parent: Path | None = None,
+        **manifest: Any,
+    ) -> Path:
+        root = (parent or tmp_path / "src") / ref
+        root.mkdir(parents=True, exist_ok=True)
+        data: dict[str, Any] = {
+            "ref": ref,
+            "label": ref.title(),
+            "description": f"The {ref} pack",
+            "version": version,
+        }
+        if test_script is not None:
+            data["testing"] = {
+                "enabled": True,
+                "runners": {
+                    "shell": {
+                        "type": "script",
+                        "entry_point": "tests/run_tests.sh",
+                        "timeout": 20,
+                        "result_format": "simple",
+                    }
+                },
+            }
+            write(root / "tests/run_tests.sh", test_script, executable=True)
+        data.update(manifest)
+        (root / "pack.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        for rel, text in (files or {}).items():
+            write(root / rel, text)
+        return root
+
+    return make
+
+
+def write(path: Path, text: str, *, executable: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    if executable:
+        path.chmod(0o755)
+    return path
