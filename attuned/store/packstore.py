@@ -1,0 +1,166 @@
+"""The pack store on disk: immutable versioned directories behind an atomically swapped symlink.
+
+```
+packs_dir/
+  hello -> .versions/hello-1.0.0-3f2a9c0d1e2b4a5f     (what Attune reads)
+  .versions/hello-1.0.0-3f2a9c0d1e2b4a5f/...           (one per content digest)
+  .staging/                                           (copies in progress; never read)
+```
+A version directory is complete before it gets its final name (copy into staging, then
+rename), and a pack becomes visible with one `rename(2)` of a symlink, as git-sync does. The
+database row names the digest, so after a crash `repair()` can make disk agree with it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from attuned.pack.content import PackFile, copy_files, digest
+
+VERSIONS = ".versions"
+STAGING = ".staging"
+
+
+def version_dirname(ref: str, version: str, pack_digest: str) -> str:
+    return f"{ref}-{version}-{pack_digest[:16]}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _entries(directory: Path) -> list[Path]:
+    return list(directory.iterdir()) if directory.is_dir() else []
+
+
+class StoreError(RuntimeError):
+    """The store's files are not what the store expects (a hand-made directory, say)."""
+
+
+class PackStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.versions = root / VERSIONS
+        self.staging = root / STAGING
+
+    def ensure(self) -> None:
+        self.versions.mkdir(parents=True, exist_ok=True)
+        self.staging.mkdir(parents=True, exist_ok=True)
+
+    def link(self, ref: str) -> Path:
+        return self.root / ref
+
+    def active_dir(self, ref: str) -> Path | None:
+        """The version directory `ref` points at, or None when it is not active."""
+        link = self.link(ref)
+        if not link.is_symlink():
+            if link.exists():
+                raise StoreError(f"{link} is not a symlink managed by attuned; move it away")
+            return None
+        return (self.root / os.readlink(link)).resolve()
+
+    def prepare(self, ref: str, version: str, source: Path, files: list[PackFile]) -> Path:
+        """Copy `files` from `source` into a complete version directory; return it.
+
+        Identical content already in the store is reused. The caller checks the returned
+        directory's digest (the source may have changed while it was copied).
+        """
+        self.ensure()
+        tmp = self.staging / f"{ref}-{uuid.uuid4().hex}"
+        copy_files(source, files, tmp)
+        name = version_dirname(ref, version, digest(tmp, files))
+        final = self.versions / name
+        if final.is_dir():
+            shutil.rmtree(tmp)
+            return final
+        os.replace(tmp, final)
+        _fsync_dir(self.versions)
+        return final
+
+    def activate(self, ref: str, version_dir: Path) -> None:
+        """Point `ref` at `version_dir` with one atomic rename."""
+        if self.link(ref).exists() and not self.link(ref).is_symlink():
+            raise StoreError(f"{self.link(ref)} is not a symlink managed by attuned; move it away")
+        tmp_link = self.root / f".{ref}.link-{uuid.uuid4().hex}"
+        os.symlink(Path(VERSIONS) / version_dir.name, tmp_link)
+        os.replace(tmp_link, self.link(ref))
+        _fsync_dir(self.root)
+
+    def discard(self, version_dir: Path) -> None:
+        """Remove a prepared directory unless some pack is serving it."""
+        if version_dir.resolve() in self._active_dirs():
+            return
+        shutil.rmtree(version_dir, ignore_errors=True)
+
+    def remove(self, ref: str) -> None:
+        """Stop serving `ref` (symlink first, so readers never see a half-deleted tree)."""
+        current = self.active_dir(ref)
+        if self.link(ref).is_symlink():
+            self.link(ref).unlink()
+            _fsync_dir(self.root)
+        if current is not None:
+            self.discard(current)
+
+    def _active_dirs(self) -> set[Path]:
+        if not self.root.is_dir():
+            return set()
+        return {
+            (self.root / os.readlink(entry)).resolve()
+            for entry in self.root.iterdir()
+            if entry.is_symlink() and not entry.name.startswith(".")
+        }
+
+    def collect_garbage(self, min_age: float = 0.0) -> list[Path]:
+        """Delete version directories nothing points at and leftover staging copies.
+
+        Entries changed less than `min_age` seconds ago are kept: a concurrent registration
+        may have prepared them and not yet swapped its link.
+        """
+        removed: list[Path] = []
+        active = self._active_dirs()
+        horizon = time.time() - min_age
+        candidates = [
+            *(e for e in _entries(self.versions) if e.resolve() not in active),
+            *_entries(self.staging),
+            *self.root.glob(".*.link-*"),
+        ]
+        for entry in candidates:
+            if entry.lstat().st_mtime > horizon:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+        return removed
+
+    def repair(self, expected: dict[str, tuple[str, str]]) -> list[str]:
+        """Make links agree with the database: `expected` maps ref -> (version, digest).
+
+        Returns what was fixed. A ref whose version directory is missing cannot be fixed
+        here and is reported as `missing:<ref>`.
+        """
+        fixed: list[str] = []
+        if not self.root.is_dir():
+            return [f"missing:{ref}" for ref in expected]
+        for entry in self.root.iterdir():
+            if entry.is_symlink() and not entry.name.startswith(".") and entry.name not in expected:
+                entry.unlink()
+                fixed.append(f"unlinked:{entry.name}")
+        for ref, (version, pack_digest) in expected.items():
+            want = self.versions / version_dirname(ref, version, pack_digest)
+            if not want.is_dir():
+                fixed.append(f"missing:{ref}")
+                continue
+            if self.active_dir(ref) != want.resolve():
+                self.activate(ref, want)
+                fixed.append(f"relinked:{ref}")
+        return fixed

@@ -1,0 +1,41 @@
+"""Operator-side executor settings (`testing:` in attuned.yaml): caps and resource limits."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ResourceLimits(BaseModel):
+    """setrlimit values applied in each test process; None leaves the limit as inherited."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cpu_seconds: int | None = Field(default=600, gt=0)
+    address_space_mb: int | None = Field(default=4096, gt=0)
+    open_files: int | None = Field(default=1024, gt=0)
+    processes: int | None = Field(default=512, gt=0)
+    file_size_mb: int | None = Field(default=1024, gt=0)
+
+
+class ExecutorSettings(BaseModel):
+    """How the executor runs untrusted pack tests on this host."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    python: str = Field(default=sys.executable, description="interpreter for unittest/pytest")
+    default_timeout: float = Field(default=300, gt=0)
+    timeout_cap: float = Field(default=3600, gt=0, description="no runner may ask for more")
+    kill_grace: float = Field(default=5.0, ge=0, description="SIGTERM to SIGKILL, seconds")
+    output_limit_kib: int = Field(default=64, gt=0, description="kept per stream, head+tail")
+    parse_limit_mib: int = Field(
+        default=16, gt=0, description="read per stream for parsing results, head+tail"
+    )
+    path: str = Field(
+        default_factory=lambda: os.environ.get("PATH") or os.defpath,
+        description="PATH given to test processes (default: the daemon's PATH)",
+    )
+    lang: str = Field(default="C.UTF-8", description="LANG given to test processes")
+    limits: ResourceLimits = Field(default_factory=ResourceLimits)

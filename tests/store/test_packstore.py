@@ -1,0 +1,80 @@
+"""The pack store: versioned directories, atomic symlink swap, repair after a crash, GC."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from attuned.pack.content import digest, list_files
+from attuned.store.packstore import PackStore, StoreError, version_dirname
+from tests.conftest import PackFactory
+
+
+def test_prepare_then_activate(make_pack: PackFactory, tmp_path: Path) -> None:
+    src = make_pack(files={"README.md": "v1\n"})
+    store = PackStore(tmp_path / "packs")
+    files = list_files(src)
+    version_dir = store.prepare("hello", "1.0.0", src, files)
+    assert version_dir.name == version_dirname("hello", "1.0.0", digest(src, files))
+    assert store.active_dir("hello") is None  # prepared is not served
+    store.activate("hello", version_dir)
+    assert (tmp_path / "packs/hello/README.md").read_text() == "v1\n"
+    assert os.readlink(tmp_path / "packs/hello") == f".versions/{version_dir.name}"
+    assert (tmp_path / "packs/hello/tests/run_tests.sh").stat().st_mode & 0o111
+
+
+def test_swap_replaces_link_and_discard_keeps_served_dir(make_pack: PackFactory, tmp_path: Path) -> None:
+    store = PackStore(tmp_path / "packs")
+    src = make_pack(files={"README.md": "v1\n"})
+    first = store.prepare("hello", "1.0.0", src, list_files(src))
+    store.activate("hello", first)
+    (src / "README.md").write_text("v2\n")
+    second = store.prepare("hello", "1.0.1", src, list_files(src))
+    store.activate("hello", second)
+    assert (tmp_path / "packs/hello/README.md").read_text() == "v2\n"
+    store.discard(second)  # served: must stay
+    assert second.is_dir()
+    store.discard(first)
+    assert not first.exists()
+
+
+def test_hand_made_directory_is_not_overwritten(tmp_path: Path, make_pack: PackFactory) -> None:
+    store = PackStore(tmp_path / "packs")
+    (tmp_path / "packs/hello").mkdir(parents=True)
+    src = make_pack()
+    version_dir = store.prepare("hello", "1.0.0", src, list_files(src))
+    with pytest.raises(StoreError, match="not a symlink managed by attuned"):
+        store.activate("hello", version_dir)
+
+
+def test_repair_relinks_to_what_the_database_says(make_pack: PackFactory, tmp_path: Path) -> None:
+    store = PackStore(tmp_path / "packs")
+    src = make_pack(files={"README.md": "v1\n"})
+    old = store.prepare("hello", "1.0.0", src, list_files(src))
+    store.activate("hello", old)
+    (src / "README.md").write_text("v2\n")
+    new = store.prepare("hello", "1.0.1", src, list_files(src))
+    # crash after the database committed 1.0.1 but before the link was swapped:
+    new_digest = digest(new)
+    fixed = store.repair({"hello": ("1.0.1", new_digest), "gone": ("1.0.0", "0" * 64)})
+    assert "relinked:hello" in fixed and "missing:gone" in fixed
+    assert store.active_dir("hello") == new.resolve()
+    # a link the database does not know is removed
+    os.symlink(".versions/" + old.name, tmp_path / "packs/stray")
+    assert store.repair({"hello": ("1.0.1", new_digest)}) == ["unlinked:stray"]
+
+
+def test_collect_garbage_spares_served_and_young(make_pack: PackFactory, tmp_path: Path) -> None:
+    store = PackStore(tmp_path / "packs")
+    src = make_pack(files={"README.md": "v1\n"})
+    served = store.prepare("hello", "1.0.0", src, list_files(src))
+    store.activate("hello", served)
+    (src / "README.md").write_text("v2\n")
+    orphan = store.prepare("hello", "1.0.1", src, list_files(src))
+    (store.staging / "leftover").mkdir()
+    assert store.collect_garbage(min_age=3600) == []  # all too young
+    removed = store.collect_garbage()
+    assert set(removed) == {orphan, store.staging / "leftover"}
+    assert served.is_dir()
