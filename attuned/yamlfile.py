@@ -71,7 +71,8 @@ def line_map(path: Path) -> dict[Loc, int]:
         walk(node, loc)
         lines[loc] = keep
 
-    walk(root, ())
+    if root is not None:
+        walk(root, ())
     return lines
 
 
@@ -98,16 +99,16 @@ def field_name(loc: Sequence[str | int]) -> str:
     return "".join(parts)
 
 
-def problems_from(
-    exc: PydanticValidationError, path: Path, prefix: Loc = ()
-) -> list[Problem]:
+def problems_from(exc: PydanticValidationError, path: Path, prefix: Loc = ()) -> list[Problem]:
     """Turn a pydantic error into Problems with lines looked up in `path`."""
     lines = line_map(path)
     problems = []
     for err in exc.errors(include_url=False):
         # drop pydantic's internal location parts (union tags, function validators)
         loc = tuple(
-            p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
+            p
+            for p in err["loc"]
+            if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
         )
         full = (*prefix, *loc)
         message = err["msg"]

@@ -196,7 +196,10 @@ class _Loader:
             path = self.pack_dir / component.file
             trigger = component.definition.get("trigger", {})
             action = component.definition.get("action", {})
-            for loc, ref in (("trigger", _ref_of(trigger, "type")), ("action", _ref_of(action, "ref"))):
+            for loc, ref in (
+                ("trigger", _ref_of(trigger, "type")),
+                ("action", _ref_of(action, "ref")),
+            ):
                 if not ref:
                     self.problem(path, "needs a ref", (loc,))
                     continue
@@ -204,11 +207,10 @@ class _Loader:
                 if namespace == self.manifest.ref and ref not in own:
                     self.problem(path, f"{ref!r} is not defined in this pack", (loc,))
                 elif namespace not in allowed:
-                    self.problem(
-                        path,
-                        f"{ref!r} belongs to pack {namespace!r}, which is not a declared dependency",
-                        (loc,),
+                    why = (
+                        f"{ref!r} belongs to pack {namespace!r}, which is not a declared dependency"
                     )
+                    self.problem(path, why, (loc,))
 
     def check_unique(self) -> None:
         seen: dict[tuple[str, str], str] = {}

@@ -81,7 +81,10 @@ class ConfSchema(BaseModel):
             if not isinstance(required, list):
                 raise ValueError("conf_schema.required must be a list of names")
             fields = {
-                name: {**(spec or {}), "required": name in required or bool((spec or {}).get("required"))}
+                name: {
+                    **(spec or {}),
+                    "required": name in required or bool((spec or {}).get("required")),
+                }
                 if isinstance(spec, dict) or spec is None
                 else spec
                 for name, spec in properties.items()

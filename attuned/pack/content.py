@@ -38,7 +38,7 @@ def list_files(pack_dir: Path) -> list[PackFile]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
         for name in [*dirnames, *sorted(f for f in filenames if not _ignored(f))]:
-            full = os.path.join(dirpath, name)  # noqa: PTH118 - os.walk speaks strings
+            full = os.path.join(dirpath, name)  # os.walk speaks strings
             info = os.lstat(full)
             rel = os.path.relpath(full, root)
             if stat.S_ISLNK(info.st_mode):
@@ -82,4 +82,4 @@ def copy_files(pack_dir: Path, files: list[PackFile], target: Path) -> None:
         dest = target / item.relpath
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pack_dir / item.relpath, dest)
-        os.chmod(dest, 0o755 if item.executable else 0o644)  # noqa: PTH101
+        os.chmod(dest, 0o755 if item.executable else 0o644)

@@ -158,7 +158,7 @@ class PackManifest(BaseModel):
     def _version(cls, value: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
             raise ValueError(
-                f"{value!r} was read as a number; quote it (version: \"{value}\") "
+                f'{value!r} was read as a number; quote it (version: "{value}") '
                 "and use a semantic version such as 1.0.0"
             )
         if isinstance(value, str):

@@ -18,6 +18,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
+from attuned.report.log import Event, get_logger
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 _BEGIN_OPTION = "attuned_sqlite_begin"
 
@@ -67,8 +69,12 @@ class Database:
 
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to `revision` (alembic); safe to call on every start."""
+        before = self.current_revision()
         with self.engine.begin() as connection:
             command.upgrade(self.alembic_config(connection), revision)
+        after = self.current_revision()
+        if after != before:
+            get_logger().info(Event.DB_MIGRATED, previous=before, revision=after)
 
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext

@@ -35,11 +35,15 @@ def component_refs(session: Session, refs: set[str]) -> set[str]:
     return set(rows.all())
 
 
-def executions(session: Session, ref: str, limit: int | None = None) -> Sequence[TestExecutionRecord]:
+def executions(
+    session: Session, ref: str, limit: int | None = None
+) -> Sequence[TestExecutionRecord]:
     query = (
         select(TestExecutionRecord)
         .where(TestExecutionRecord.pack_ref == ref)
-        .order_by(col(TestExecutionRecord.execution_time).desc(), col(TestExecutionRecord.id).desc())
+        .order_by(
+            col(TestExecutionRecord.execution_time).desc(), col(TestExecutionRecord.id).desc()
+        )
     )
     if limit is not None:
         query = query.limit(limit)
@@ -64,8 +68,16 @@ def metadata_of(pack: Pack) -> dict[str, Any]:
     manifest = pack.manifest
     data = manifest.model_dump(
         mode="json",
-        exclude={"ref", "label", "description", "version", "conf_schema", "config", "enabled",
-                 "system"},
+        exclude={
+            "ref",
+            "label",
+            "description",
+            "version",
+            "conf_schema",
+            "config",
+            "enabled",
+            "system",
+        },
         exclude_none=True,
     )
     data["dependencies"] = [d.model_dump() for d in manifest.dependencies]
@@ -92,8 +104,9 @@ def save_pack(session: Session, pack: Pack, origin: str) -> PackRecord:
     manifest = pack.manifest
     record = get_pack(session, pack.ref)
     if record is None:
-        record = PackRecord(ref=pack.ref, label=manifest.label, version=manifest.version,
-                            digest=pack.digest)
+        record = PackRecord(
+            ref=pack.ref, label=manifest.label, version=manifest.version, digest=pack.digest
+        )
     else:
         session.exec(delete(ComponentRecord).where(col(ComponentRecord.pack_id) == record.id))
         record.updated_at = utcnow()

@@ -29,35 +29,48 @@ def test_example_components_get_pack_qualified_refs() -> None:
 
 
 def test_every_known_kind_and_generic_kinds(make_pack: PackFactory) -> None:
-    path = make_pack(files={
-        "actions/greet.yaml": ACTION, "actions/greet.sh": "echo hi\n",
-        "sensors/watch.yaml": "entry_point: watch.py\nclass_name: Watch\n",
-        "sensors/watch.py": "class Watch: ...\n",
-        "triggers/tick.yaml": "name: tick\n",
-        "rules/on_tick.yaml": "name: on_tick\ntrigger: {type: hello.tick}\naction: {ref: hello.greet}\n",
-        "workflows/flow.yaml": "name: flow\ntasks: {}\n",
-        "policies/limit.yaml": "name: limit\n",
-        "permission_sets/ops.yaml": "name: ops\ngrants: []\n",
-        "caches/tokens.yaml": "name: tokens\n",
-        "dashboards/main.yaml": "name: main\n",  # unknown kind: kept as generic
-        "lib/helper.py": "x = 1\n",  # not a component directory
-    })
+    path = make_pack(
+        files={
+            "actions/greet.yaml": ACTION,
+            "actions/greet.sh": "echo hi\n",
+            "sensors/watch.yaml": "entry_point: watch.py\nclass_name: Watch\n",
+            "sensors/watch.py": "class Watch: ...\n",
+            "triggers/tick.yaml": "name: tick\n",
+            "rules/on_tick.yaml": "name: on_tick\ntrigger: {type: hello.tick}\naction: {ref: hello.greet}\n",
+            "workflows/flow.yaml": "name: flow\ntasks: {}\n",
+            "policies/limit.yaml": "name: limit\n",
+            "permission_sets/ops.yaml": "name: ops\ngrants: []\n",
+            "caches/tokens.yaml": "name: tokens\n",
+            "dashboards/main.yaml": "name: main\n",  # unknown kind: kept as generic
+            "lib/helper.py": "x = 1\n",  # not a component directory
+        }
+    )
     kinds = {c.kind: c.ref for c in load_pack(path).components}
     assert kinds == {
-        "action": "hello.greet", "sensor": "hello.watch", "trigger": "hello.tick",
-        "rule": "hello.on_tick", "workflow": "hello.flow", "policy": "hello.limit",
-        "permission_set": "hello.ops", "cache": "hello.tokens", "dashboards": "hello.main",
+        "action": "hello.greet",
+        "sensor": "hello.watch",
+        "trigger": "hello.tick",
+        "rule": "hello.on_tick",
+        "workflow": "hello.flow",
+        "policy": "hello.limit",
+        "permission_set": "hello.ops",
+        "cache": "hello.tokens",
+        "dashboards": "hello.main",
     }
 
 
 def test_action_entry_point_must_exist(make_pack: PackFactory) -> None:
     path = make_pack(files={"actions/greet.yaml": ACTION})
     [problem] = problems_of(path)
-    assert problem.endswith("actions/greet.yaml:3: entry_point: 'greet.sh' does not exist in the pack")
+    assert problem.endswith(
+        "actions/greet.yaml:3: entry_point: 'greet.sh' does not exist in the pack"
+    )
 
 
 def test_entry_point_escaping_the_pack_is_refused(make_pack: PackFactory) -> None:
-    path = make_pack(files={"actions/x.yaml": "runner_type: shell\nentry_point: ../../../etc/passwd\n"})
+    path = make_pack(
+        files={"actions/x.yaml": "runner_type: shell\nentry_point: ../../../etc/passwd\n"}
+    )
     [problem] = problems_of(path)
     assert "points outside the pack" in problem
 
@@ -69,12 +82,20 @@ def test_component_in_another_packs_namespace(make_pack: PackFactory) -> None:
 
 
 def test_rule_refs_must_resolve(make_pack: PackFactory) -> None:
-    path = make_pack(files={
-        "rules/r.yaml": "trigger: {type: hello.nothing}\naction: {ref: other.act}\n",
-    })
+    path = make_pack(
+        files={
+            "rules/r.yaml": "trigger: {type: hello.nothing}\naction: {ref: other.act}\n",
+        }
+    )
     found = problems_of(path)
-    assert any("rules/r.yaml:1: trigger: 'hello.nothing' is not defined in this pack" in p for p in found)
-    assert any("rules/r.yaml:2: action: 'other.act' belongs to pack 'other', which is not a declared dependency" in p for p in found)
+    assert any(
+        "rules/r.yaml:1: trigger: 'hello.nothing' is not defined in this pack" in p for p in found
+    )
+    assert any(
+        "rules/r.yaml:2: action: 'other.act' belongs to pack 'other', which is not a declared dependency"
+        in p
+        for p in found
+    )
 
 
 def test_rule_may_use_declared_dependency(make_pack: PackFactory) -> None:

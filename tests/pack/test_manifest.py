@@ -68,7 +68,10 @@ def test_every_field_loads(tmp_path: Path) -> None:
     assert m.config == {"retries": 3, "region": "eu"}  # default filled from conf_schema
     assert m.meta_python_dependencies == ["requests>=2"]
     assert [(d.ref, d.version) for d in m.dependencies] == [
-        ("core", "*"), ("http", ">=1.2.0"), ("ssh", "^1.2"), ("dns", ">=1.0.0,<2")
+        ("core", "*"),
+        ("http", ">=1.2.0"),
+        ("ssh", "^1.2"),
+        ("dns", ">=1.0.0,<2"),
     ]
     assert m.worker_selector == {"zone": "a"}
     assert m.testing is not None
@@ -90,7 +93,10 @@ def test_unknown_top_level_key_is_kept_and_warned(tmp_path: Path) -> None:
 def test_bad_version_names_file_line_and_field(tmp_path: Path) -> None:
     text = "ref: hello\nlabel: H\ndescription: d\n\n\n\nversion: x.y\n"
     [problem] = problems(tmp_path, text)
-    assert problem == f"{tmp_path}/p/pack.yaml:7: version: 'x.y' is not a semantic version (expected e.g. 1.0.3)"
+    assert (
+        problem
+        == f"{tmp_path}/p/pack.yaml:7: version: 'x.y' is not a semantic version (expected e.g. 1.0.3)"
+    )
 
 
 def test_unquoted_float_version_asks_for_quotes(tmp_path: Path) -> None:
@@ -155,7 +161,9 @@ def test_bad_dependency_constraint(tmp_path: Path) -> None:
         ("{}", "retries: required by conf_schema but not set"),
     ],
 )
-def test_config_validated_against_flat_conf_schema(tmp_path: Path, config: str, message: str) -> None:
+def test_config_validated_against_flat_conf_schema(
+    tmp_path: Path, config: str, message: str
+) -> None:
     text = (
         "ref: a\nlabel: A\ndescription: d\nversion: 1.0.0\nconf_schema:\n"
         "  retries: {type: integer, minimum: 0, maximum: 5, required: true}\n"

@@ -29,8 +29,11 @@ def test_deleting_a_pack_cascades_to_components_but_not_executions(database: Dat
         session.flush()
         assert pack.id is not None
         session.add(ComponentRecord(pack_id=pack.id, kind="action", name="a", ref="p.a"))
-        session.add(TestExecutionRecord(pack_ref="p", pack_version="1.0.0",
-                                        trigger_type="register", status="passed"))
+        session.add(
+            TestExecutionRecord(
+                pack_ref="p", pack_version="1.0.0", trigger_type="register", status="passed"
+            )
+        )
     with database.write() as session:
         session.delete(session.exec(select(PackRecord)).one())
     with database.read() as session:

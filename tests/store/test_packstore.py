@@ -25,7 +25,9 @@ def test_prepare_then_activate(make_pack: PackFactory, tmp_path: Path) -> None:
     assert (tmp_path / "packs/hello/tests/run_tests.sh").stat().st_mode & 0o111
 
 
-def test_swap_replaces_link_and_discard_keeps_served_dir(make_pack: PackFactory, tmp_path: Path) -> None:
+def test_swap_replaces_link_and_discard_keeps_served_dir(
+    make_pack: PackFactory, tmp_path: Path
+) -> None:
     store = PackStore(tmp_path / "packs")
     src = make_pack(files={"README.md": "v1\n"})
     first = store.prepare("hello", "1.0.0", src, list_files(src))

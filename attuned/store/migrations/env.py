@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
+from sqlmodel import SQLModel
 
 from attuned.store import models  # noqa: F401 - registers the tables on SQLModel.metadata
-from sqlmodel import SQLModel
 
 target_metadata = SQLModel.metadata
 config = context.config

@@ -1,0 +1,105 @@
+"""What every verb shares: config loading, the registry, and printing (human or --json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from attuned.config import AttunedConfig, load_config
+from attuned.registry import Registry
+from attuned.store.models import PackRecord, TestExecutionRecord
+
+_COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
+STATUS_COLOUR = {"passed": "green", "failed": "red", "partial": "yellow", "skipped": "yellow"}
+
+
+def add_common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="attuned.yaml (default ./attuned.yaml, then "
+        "/etc/attuned/attuned.yaml; env ATTUNED_CONFIG)",
+    )
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def config_of(args: argparse.Namespace) -> AttunedConfig:
+    return load_config(args.config)
+
+
+@contextmanager
+def open_registry(args: argparse.Namespace) -> Iterator[Registry]:
+    registry = Registry.from_config(config_of(args))
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+def colour(text: str, name: str) -> str:
+    if not sys.stdout.isatty():
+        return text
+    return f"\033[{_COLOURS[name]}m{text}\033[0m"
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def pack_dict(record: PackRecord, last_status: str | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "ref": record.ref,
+        "label": record.label,
+        "description": record.description,
+        "version": record.version,
+        "digest": record.digest,
+        "origin": record.origin,
+        "enabled": record.enabled,
+        "system": record.system,
+        "metadata": record.pack_metadata,
+        "conf_schema": record.conf_schema,
+        "config": record.config,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }
+    if last_status is not None:
+        data["last_test_status"] = last_status
+    return data
+
+
+def execution_dict(record: TestExecutionRecord, *, full: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "id": record.id,
+        "pack_ref": record.pack_ref,
+        "pack_version": record.pack_version,
+        "pack_digest": record.pack_digest,
+        "trigger_type": record.trigger_type,
+        "status": record.status,
+        "total_tests": record.total_tests,
+        "passed": record.passed,
+        "failed": record.failed,
+        "skipped": record.skipped,
+        "pass_rate": record.pass_rate,
+        "duration_ms": record.duration_ms,
+        "gate_passed": record.gate_passed,
+        "gate_reason": record.gate_reason,
+        "outcome": record.outcome,
+        "execution_time": record.execution_time.isoformat(),
+    }
+    if full:
+        data["result"] = record.result
+    return data
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)

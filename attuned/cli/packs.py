@@ -1,0 +1,29 @@
+"""attuned packs: list registered packs."""
+
+from __future__ import annotations
+
+import argparse
+
+from attuned.cli.common import add_common, open_registry, pack_dict, print_json, table
+from attuned.store import repository
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("packs", help="list registered packs")
+    add_common(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_registry(args) as registry, registry.db.read() as session:
+        packs = repository.list_packs(session)
+        statuses = repository.latest_statuses(session)
+    if args.json:
+        print_json([pack_dict(p, statuses.get(p.ref, "none")) for p in packs])
+        return 0
+    if not packs:
+        print("no packs registered")
+        return 0
+    rows = [[p.ref, p.version, p.digest[:12], statuses.get(p.ref, "-"), p.origin] for p in packs]
+    print(table(rows, ["ref", "version", "digest", "last test", "origin"]))
+    return 0

@@ -1,0 +1,351 @@
+"""The one place that registers and unregisters packs (the CLI and the daemon both call it).
+
+Order of a registration, chosen so that a failure at any step leaves nothing behind:
+validate -> check conflict and dependencies -> copy into an unserved version directory ->
+run the tests on that copy -> one transaction (pack, components, test execution) ->
+swap the store symlink. Tests run before the transaction, so a rollback is "never commit";
+the test execution is stored either way, as the audit trail.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from attuned.config import AttunedConfig
+from attuned.errors import (
+    AttunedError,
+    ConflictError,
+    DependencyError,
+    Problem,
+    TestsFailed,
+    ValidationFailed,
+)
+from attuned.pack.components import external_refs
+from attuned.pack.content import digest
+from attuned.pack.loader import Pack, load_pack
+from attuned.pack.manifest import MANIFEST_NAME
+from attuned.report.log import Event, get_logger
+from attuned.store import repository
+from attuned.store.database import Database
+from attuned.store.models import PackRecord
+from attuned.store.packstore import PackStore
+from attuned.testing.executor import TestExecutor
+from attuned.testing.results import PackTestResult, TestStatus
+
+log = get_logger()
+
+
+class Trigger(StrEnum):
+    REGISTER = "register"
+    REINSTALL = "reinstall"
+    UPGRADE = "upgrade"
+    MANUAL = "manual"
+
+
+class Outcome(StrEnum):
+    REGISTERED = "registered"  # tests passed the gate (or were skipped)
+    WARNED = "warned"  # gate failed, on_failure: warn
+    FORCED = "forced"  # gate failed, registered because forced
+    ROLLED_BACK = "rolled_back"  # gate failed, nothing registered
+    ABORTED = "aborted"  # tests ran, but the registration itself failed
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What a successful `register` did."""
+
+    pack: PackRecord
+    test_result: PackTestResult | None
+    outcome: Outcome
+    trigger: Trigger
+    warnings: list[Problem]
+
+    @property
+    def tests_skipped(self) -> bool:
+        return self.test_result is None
+
+
+class TestsRolledBack(TestsFailed):
+    """Raised with the stored result so callers can show what failed."""
+
+    def __init__(self, result: PackTestResult) -> None:
+        self.result = result
+        super().__init__(
+            f"tests of {result.pack_ref} {result.pack_version} did not pass: "
+            f"{result.gate.reason}; the pack was rolled back (use --force to register anyway)"
+        )
+
+
+class Registry:
+    def __init__(
+        self,
+        database: Database,
+        store: PackStore,
+        executor: TestExecutor | None = None,
+    ) -> None:
+        self.db = database
+        self.store = store
+        self.executor = executor or TestExecutor()
+
+    @classmethod
+    def from_config(cls, config: AttunedConfig) -> Registry:
+        database = Database(config.database_url)
+        if config.database.auto_migrate:
+            database.migrate()
+        registry = cls(database, PackStore(config.packs_path), TestExecutor(config.testing))
+        registry.repair_store()
+        return registry
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    # -- registration ------------------------------------------------------------------
+
+    def register(
+        self,
+        path: Path,
+        *,
+        force: bool = False,
+        replace: bool = False,
+        skip_tests: bool = False,
+        origin: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Registration:
+        """Register the pack at `path`.
+
+        `replace` allows replacing a registered pack, still subject to its tests; `force`
+        also registers despite failing tests (Attune's force).
+        """
+        pack = load_pack(path)
+        for warning in pack.warnings:
+            log.warning(Event.PACK_VALIDATION_WARNING, pack=pack.ref, problem=str(warning))
+        testing = pack.manifest.testing
+        if not skip_tests and (testing is None or not testing.enabled):
+            why = "has no testing section" if testing is None else "has testing.enabled: false"
+            raise ValidationFailed(
+                [
+                    Problem(
+                        path / MANIFEST_NAME,
+                        f"the pack {why}; add tests or use --skip-tests",
+                        field="testing",
+                    )
+                ]
+            )
+        with self.db.read() as session:
+            existing = repository.get_pack(session, pack.ref)
+            if existing is not None and not (force or replace):
+                raise ConflictError(
+                    f"pack {pack.ref!r} is already registered (version {existing.version}); "
+                    "use --upgrade to replace it if its tests pass, or --force"
+                )
+            self._check_dependencies(session, pack)
+        trigger = _trigger_for(existing, pack)
+        previous = self.store.active_dir(pack.ref)  # fails early on a hand-made directory
+
+        with self._prepared(pack) as version_dir:
+            result = None if skip_tests else self._run_tests(pack, version_dir, trigger, cancel)
+            outcome = _outcome(result, force)
+            if outcome is Outcome.ROLLED_BACK:
+                assert result is not None
+                self._record_only(result, trigger, outcome, pack.digest)
+                log.warning(
+                    Event.PACK_ROLLED_BACK,
+                    pack=pack.ref,
+                    version=pack.version,
+                    reason=result.gate.reason,
+                )
+                raise TestsRolledBack(result)
+            record = self._commit(pack, result, trigger, outcome, origin or str(path.absolute()))
+            self.store.activate(pack.ref, version_dir)
+        if previous is not None and previous != version_dir.resolve():
+            self.store.discard(previous)
+        if outcome is Outcome.FORCED:
+            log.warning(
+                Event.PACK_FORCED,
+                pack=pack.ref,
+                version=pack.version,
+                reason=result.gate.reason if result else "",
+            )
+        log.info(
+            Event.PACK_REGISTERED,
+            pack=pack.ref,
+            version=pack.version,
+            digest=pack.digest,
+            trigger=trigger.value,
+            outcome=outcome.value,
+            tests=result.status.value if result else "skipped",
+        )
+        return Registration(record, result, outcome, trigger, pack.warnings)
+
+    def _check_dependencies(self, session: Any, pack: Pack) -> None:
+        problems = []
+        manifest_path = pack.path / MANIFEST_NAME
+        for dep in pack.manifest.dependencies:
+            found = repository.get_pack(session, dep.ref)
+            if found is None:
+                problems.append(
+                    Problem(
+                        manifest_path,
+                        f"depends on {dep}, which is not registered",
+                        field="dependencies",
+                    )
+                )
+            elif not dep.constraint.allows(found.version):
+                problems.append(
+                    Problem(
+                        manifest_path,
+                        f"depends on {dep}, but {dep.ref} {found.version} is registered",
+                        field="dependencies",
+                    )
+                )
+        wanted = external_refs(pack.components, pack.ref)
+        known = repository.component_refs(session, wanted)
+        for ref in sorted(wanted - known):
+            namespace = ref.rpartition(".")[0]
+            if not any(p.message.startswith(f"depends on {namespace}") for p in problems):
+                problems.append(
+                    Problem(
+                        manifest_path,
+                        f"rules use {ref!r}, which pack {namespace!r} does not define",
+                        field="dependencies",
+                    )
+                )
+        if problems:
+            raise DependencyError(problems)
+
+    @contextmanager
+    def _prepared(self, pack: Pack) -> Iterator[Path]:
+        """A complete, unserved copy of exactly the validated files; removed on failure."""
+        version_dir = self.store.prepare(pack.ref, pack.version, pack.path, pack.files)
+        try:
+            if digest(version_dir, pack.files) != pack.digest:
+                raise AttunedError(f"{pack.path} changed while it was being registered; try again")
+            yield version_dir
+        except BaseException:
+            self.store.discard(version_dir)
+            raise
+
+    def _run_tests(
+        self, pack: Pack, version_dir: Path, trigger: Trigger, cancel: threading.Event | None
+    ) -> PackTestResult:
+        log.info(
+            Event.PACK_TEST_STARTED, pack=pack.ref, version=pack.version, trigger=trigger.value
+        )
+        result = self.executor.run(version_dir, pack.manifest, cancel=cancel)
+        event = {
+            TestStatus.PASSED: Event.PACK_TEST_PASSED,
+            TestStatus.SKIPPED: Event.PACK_TEST_SKIPPED,
+        }.get(result.status, Event.PACK_TEST_FAILED)
+        log.info(
+            event,
+            pack=pack.ref,
+            version=pack.version,
+            status=result.status.value,
+            passed=result.passed,
+            total=result.total_tests,
+            pass_rate=result.pass_rate,
+            gate_passed=result.gate.passed,
+            gate_reason=result.gate.reason,
+            duration_ms=result.duration_ms,
+        )
+        return result
+
+    def _record_only(
+        self, result: PackTestResult, trigger: Trigger, outcome: Outcome, pack_digest: str
+    ) -> None:
+        with self.db.write() as session:
+            repository.add_execution(
+                session,
+                result,
+                trigger_type=trigger.value,
+                outcome=outcome.value,
+                pack_digest=pack_digest,
+            )
+
+    def _commit(
+        self,
+        pack: Pack,
+        result: PackTestResult | None,
+        trigger: Trigger,
+        outcome: Outcome,
+        origin: str,
+    ) -> PackRecord:
+        """Pack, components and test execution in one transaction."""
+        try:
+            with self.db.write() as session:
+                record = repository.save_pack(session, pack, origin)
+                if result is not None:
+                    repository.add_execution(
+                        session,
+                        result,
+                        trigger_type=trigger.value,
+                        outcome=outcome.value,
+                        pack_digest=pack.digest,
+                    )
+        except Exception as exc:
+            if result is not None:  # the run happened: keep it for the audit trail
+                self._record_only(result, trigger, Outcome.ABORTED, pack.digest)
+            log.error(
+                Event.PACK_REGISTER_FAILED,
+                pack=pack.ref,
+                version=pack.version,
+                error=str(exc).splitlines()[0],
+            )
+            raise
+        return record
+
+    # -- removal and upkeep ---------------------------------------------------------------
+
+    def unregister(self, ref: str, *, force: bool = False) -> PackRecord:
+        with self.db.write() as session:
+            record = repository.get_pack(session, ref)
+            if record is None:
+                raise ValidationFailed([Problem(None, f"pack {ref!r} is not registered")])
+            users = repository.dependents(session, ref)
+            if users and not force:
+                raise ConflictError(
+                    f"pack {ref!r} is needed by {', '.join(sorted(users))}; "
+                    "unregister those first or use --force"
+                )
+            repository.delete_pack(session, record)
+        self.store.remove(ref)
+        log.info(Event.PACK_UNREGISTERED, pack=ref, version=record.version, forced=bool(users))
+        return record
+
+    def repair_store(self, min_age: float = 3600.0) -> list[str]:
+        """Make the store agree with the database after a crash between commit and swap.
+
+        Leftovers younger than `min_age` seconds are kept: another process may be using them.
+        """
+        with self.db.read() as session:
+            expected = {p.ref: (p.version, p.digest) for p in repository.list_packs(session)}
+        fixed = self.store.repair(expected)
+        fixed += [f"removed:{p.name}" for p in self.store.collect_garbage(min_age)]
+        if fixed:
+            log.warning(Event.STORE_REPAIRED, changes=fixed)
+        return fixed
+
+    def test(self, path: Path, cancel: threading.Event | None = None) -> PackTestResult:
+        """Run a pack's tests without storing anything (`attuned test`)."""
+        pack = load_pack(path)
+        return self.executor.run(pack.path, pack.manifest, cancel=cancel)
+
+
+def _trigger_for(existing: PackRecord | None, pack: Pack) -> Trigger:
+    if existing is None:
+        return Trigger.REGISTER
+    return Trigger.REINSTALL if existing.version == pack.version else Trigger.UPGRADE
+
+
+def _outcome(result: PackTestResult | None, force: bool) -> Outcome:
+    if result is None or result.gate.passed:
+        return Outcome.REGISTERED
+    if force:
+        return Outcome.FORCED
+    return Outcome.WARNED if not result.gate.blocks else Outcome.ROLLED_BACK
