@@ -36,7 +36,7 @@ from attuned.store.database import Database
 from attuned.store.models import PackRecord
 from attuned.store.packstore import PackStore
 from attuned.testing.executor import TestExecutor
-from attuned.testing.results import PackTestResult, TestStatus
+from attuned.testing.results import PackTestResult
 
 log = get_logger()
 
@@ -54,6 +54,15 @@ class Outcome(StrEnum):
     FORCED = "forced"  # gate failed, registered because forced
     ROLLED_BACK = "rolled_back"  # gate failed, nothing registered
     ABORTED = "aborted"  # tests ran, but the registration itself failed
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a registration came from: a path by hand, or a daemon source's entry."""
+
+    origin: str
+    source: str | None = None  # None: registered by hand (never pruned by the daemon)
+    source_revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,17 +97,26 @@ class Registry:
         database: Database,
         store: PackStore,
         executor: TestExecutor | None = None,
+        *,
+        keep_versions: int = 3,
     ) -> None:
         self.db = database
         self.store = store
         self.executor = executor or TestExecutor()
+        self.keep_versions = keep_versions
+        self._write_lock = threading.Lock()  # database writes stay serialized across threads
 
     @classmethod
     def from_config(cls, config: AttunedConfig) -> Registry:
         database = Database(config.database_url)
         if config.database.auto_migrate:
             database.migrate()
-        registry = cls(database, PackStore(config.packs_path), TestExecutor(config.testing))
+        registry = cls(
+            database,
+            PackStore(config.packs_path),
+            TestExecutor(config.testing),
+            keep_versions=config.reconcile.keep_versions,
+        )
         registry.repair_store()
         return registry
 
@@ -114,7 +132,7 @@ class Registry:
         force: bool = False,
         replace: bool = False,
         skip_tests: bool = False,
-        origin: str | None = None,
+        provenance: Provenance | None = None,
         cancel: threading.Event | None = None,
     ) -> Registration:
         """Register the pack at `path`.
@@ -123,8 +141,12 @@ class Registry:
         also registers despite failing tests (Attune's force).
         """
         pack = load_pack(path)
+        provenance = provenance or Provenance(origin=str(path.absolute()))
+        plog = log.bind(
+            pack=pack.ref, version=pack.version, digest=pack.digest, source=provenance.source
+        )
         for warning in pack.warnings:
-            log.warning(Event.PACK_VALIDATION_WARNING, pack=pack.ref, problem=str(warning))
+            plog.warning(Event.PACK_VALIDATION_WARNING, problem=str(warning))
         testing = pack.manifest.testing
         if not skip_tests and (testing is None or not testing.enabled):
             why = "has no testing section" if testing is None else "has testing.enabled: false"
@@ -149,34 +171,28 @@ class Registry:
         previous = self.store.active_dir(pack.ref)  # fails early on a hand-made directory
 
         with self._prepared(pack) as version_dir:
-            result = None if skip_tests else self._run_tests(pack, version_dir, trigger, cancel)
+            result = None
+            if not skip_tests:
+                result = self._run_tests(pack, version_dir, trigger, cancel, plog)
             outcome = _outcome(result, force)
             if outcome is Outcome.ROLLED_BACK:
                 assert result is not None
                 self._record_only(result, trigger, outcome, pack.digest)
-                log.warning(
-                    Event.PACK_ROLLED_BACK,
-                    pack=pack.ref,
-                    version=pack.version,
-                    reason=result.gate.reason,
-                )
+                plog.warning(Event.PACK_ROLLED_BACK, reason=result.gate.reason)
                 raise TestsRolledBack(result)
-            record = self._commit(pack, result, trigger, outcome, origin or str(path.absolute()))
+            record = self._commit(pack, result, trigger, outcome, provenance, plog)
             self.store.activate(pack.ref, version_dir)
         if previous is not None and previous != version_dir.resolve():
-            self.store.discard(previous)
-        if outcome is Outcome.FORCED:
-            log.warning(
+            self.store.retire(pack.ref, keep=self.keep_versions)
+        if outcome is not Outcome.REGISTERED:  # warned or forced past a failed gate
+            plog.warning(
                 Event.PACK_FORCED,
-                pack=pack.ref,
-                version=pack.version,
+                outcome=outcome.value,
                 reason=result.gate.reason if result else "",
             )
-        log.info(
-            Event.PACK_REGISTERED,
-            pack=pack.ref,
-            version=pack.version,
-            digest=pack.digest,
+        plog.info(
+            _REGISTERED_EVENT[trigger],
+            previous_version=existing.version if existing else None,
             trigger=trigger.value,
             outcome=outcome.value,
             tests=result.status.value if result else "skipped",
@@ -232,20 +248,16 @@ class Registry:
             raise
 
     def _run_tests(
-        self, pack: Pack, version_dir: Path, trigger: Trigger, cancel: threading.Event | None
+        self,
+        pack: Pack,
+        version_dir: Path,
+        trigger: Trigger,
+        cancel: threading.Event | None,
+        plog: Any,
     ) -> PackTestResult:
-        log.info(
-            Event.PACK_TEST_STARTED, pack=pack.ref, version=pack.version, trigger=trigger.value
-        )
+        plog.info(Event.PACK_TEST_STARTED, trigger=trigger.value)
         result = self.executor.run(version_dir, pack.manifest, cancel=cancel)
-        event = {
-            TestStatus.PASSED: Event.PACK_TEST_PASSED,
-            TestStatus.SKIPPED: Event.PACK_TEST_SKIPPED,
-        }.get(result.status, Event.PACK_TEST_FAILED)
-        log.info(
-            event,
-            pack=pack.ref,
-            version=pack.version,
+        fields: dict[str, Any] = dict(
             status=result.status.value,
             passed=result.passed,
             total=result.total_tests,
@@ -254,12 +266,15 @@ class Registry:
             gate_reason=result.gate.reason,
             duration_ms=result.duration_ms,
         )
+        plog.info(Event.PACK_TEST_FINISHED, **fields)
+        if not result.gate.passed:
+            plog.warning(Event.PACK_TEST_FAILED, **fields)
         return result
 
     def _record_only(
         self, result: PackTestResult, trigger: Trigger, outcome: Outcome, pack_digest: str
     ) -> None:
-        with self.db.write() as session:
+        with self._write_lock, self.db.write() as session:
             repository.add_execution(
                 session,
                 result,
@@ -274,12 +289,16 @@ class Registry:
         result: PackTestResult | None,
         trigger: Trigger,
         outcome: Outcome,
-        origin: str,
+        provenance: Provenance,
+        plog: Any,
     ) -> PackRecord:
-        """Pack, components and test execution in one transaction."""
+        """Pack, components, revision and test execution in one transaction."""
         try:
-            with self.db.write() as session:
-                record = repository.save_pack(session, pack, origin)
+            with self._write_lock, self.db.write() as session:
+                record = repository.save_pack(
+                    session, pack, provenance.origin, provenance.source, provenance.source_revision
+                )
+                repository.record_activation(session, record, reason=trigger.value)
                 if result is not None:
                     repository.add_execution(
                         session,
@@ -291,19 +310,16 @@ class Registry:
         except Exception as exc:
             if result is not None:  # the run happened: keep it for the audit trail
                 self._record_only(result, trigger, Outcome.ABORTED, pack.digest)
-            log.error(
-                Event.PACK_REGISTER_FAILED,
-                pack=pack.ref,
-                version=pack.version,
-                error=str(exc).splitlines()[0],
-            )
+            plog.error(Event.PACK_REGISTER_FAILED, error=str(exc).splitlines()[0])
             raise
         return record
 
     # -- removal and upkeep ---------------------------------------------------------------
 
-    def unregister(self, ref: str, *, force: bool = False) -> PackRecord:
-        with self.db.write() as session:
+    def unregister(
+        self, ref: str, *, force: bool = False, reason: str = "unregistered"
+    ) -> PackRecord:
+        with self._write_lock, self.db.write() as session:
             record = repository.get_pack(session, ref)
             if record is None:
                 raise ValidationFailed([Problem(None, f"pack {ref!r} is not registered")])
@@ -313,6 +329,7 @@ class Registry:
                     f"pack {ref!r} is needed by {', '.join(sorted(users))}; "
                     "unregister those first or use --force"
                 )
+            repository.close_revision(session, ref, reason)
             repository.delete_pack(session, record)
         self.store.remove(ref)
         log.info(Event.PACK_UNREGISTERED, pack=ref, version=record.version, forced=bool(users))
@@ -335,6 +352,14 @@ class Registry:
         """Run a pack's tests without storing anything (`attuned test`)."""
         pack = load_pack(path)
         return self.executor.run(pack.path, pack.manifest, cancel=cancel)
+
+
+_REGISTERED_EVENT = {
+    Trigger.REGISTER: Event.PACK_REGISTERED,
+    Trigger.UPGRADE: Event.PACK_UPGRADED,
+    Trigger.REINSTALL: Event.PACK_REINSTALLED,
+    Trigger.MANUAL: Event.PACK_REGISTERED,
+}
 
 
 def _trigger_for(existing: PackRecord | None, pack: Pack) -> Trigger:

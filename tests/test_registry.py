@@ -370,3 +370,27 @@ def test_latest_statuses(registry: Registry, make_pack: PackFactory) -> None:
     registry.register(make_pack(test_script=FAILING_TEST), force=True)
     with registry.db.read() as session:
         assert repository.latest_statuses(session) == {"hello": "failed"}
+
+
+def test_revisions_record_each_activation(registry: Registry, make_pack: PackFactory) -> None:
+    registry.register(make_pack())
+    registry.register(make_pack(version="1.1.0"), replace=True)
+    registry.unregister("hello")
+    with registry.db.read() as session:
+        rows = repository.revisions(session, "hello")
+    assert [(r.version, r.reason, r.deactivation_reason) for r in rows] == [
+        ("1.1.0", "upgrade", "unregistered"),
+        ("1.0.0", "register", "replaced"),
+    ]
+    assert all(r.deactivated_at is not None for r in rows)
+
+
+def test_old_versions_are_kept_up_to_the_limit(database: Database, tmp_path: Path,
+                                               make_pack: PackFactory) -> None:
+    registry = Registry(database, PackStore(tmp_path / "packs"),
+                        TestExecutor(ExecutorSettings()), keep_versions=2)
+    for minor in range(4):
+        registry.register(make_pack(version=f"1.{minor}.0"), replace=True)
+    kept = sorted(p.name.split("-")[1] for p in registry.store.versions.iterdir())
+    assert kept == ["1.2.0", "1.3.0"]
+    assert served(registry) == {"hello": "1.3.0"}

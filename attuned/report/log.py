@@ -16,12 +16,13 @@ import structlog
 
 class Event(StrEnum):
     PACK_REGISTERED = "pack.registered"
+    PACK_UPGRADED = "pack.upgraded"
+    PACK_REINSTALLED = "pack.reinstalled"
     PACK_REGISTER_FAILED = "pack.register.failed"
     PACK_VALIDATION_WARNING = "pack.validation.warning"
     PACK_TEST_STARTED = "pack.test.started"
-    PACK_TEST_PASSED = "pack.test.passed"
+    PACK_TEST_FINISHED = "pack.test.finished"
     PACK_TEST_FAILED = "pack.test.failed"
-    PACK_TEST_SKIPPED = "pack.test.skipped"
     PACK_FORCED = "pack.forced"
     PACK_ROLLED_BACK = "pack.rolled_back"
     PACK_UNREGISTERED = "pack.unregistered"

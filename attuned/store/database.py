@@ -76,11 +76,22 @@ class Database:
         if after != before:
             get_logger().info(Event.DB_MIGRATED, previous=before, revision=after)
 
+    def downgrade(self, revision: str) -> None:
+        """Undo migrations down to `revision` ("base": an empty schema); for rollbacks."""
+        with self.engine.begin() as connection:
+            command.downgrade(self.alembic_config(connection), revision)
+
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
         with self.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
+
+    def head_revision(self) -> str | None:
+        """The newest revision this version of attuned ships."""
+        from alembic.script import ScriptDirectory
+
+        return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
 
     def alembic_config(self, connection: Any = None) -> AlembicConfig:
         config = AlembicConfig()

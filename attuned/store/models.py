@@ -36,7 +36,9 @@ class PackRecord(SQLModel, table=True):
     )
     conf_schema: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    origin: str = ""
+    origin: str = ""  # where it was registered from: a path, or the source's entry
+    source: str | None = Field(default=None, max_length=255, index=True)  # None: by hand
+    source_revision: str | None = Field(default=None, max_length=255)
     enabled: bool = True
     system: bool = False
     created_at: datetime = _timestamp()
@@ -81,4 +83,31 @@ class TestExecutionRecord(SQLModel, table=True):
     outcome: str = Field(default="", max_length=32)  # registered | forced | warned | rolled_back
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     execution_time: datetime = _timestamp()
+    created_at: datetime = _timestamp()
+
+
+class PackRevision(SQLModel, table=True):
+    """Each activation of a pack version: what was served, from where, when, and why it ended."""
+
+    __tablename__ = "pack_revision"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ref: str = Field(max_length=255, index=True)
+    version: str = Field(max_length=64)
+    digest: str = Field(max_length=64)
+    source: str | None = Field(default=None, max_length=255)
+    source_revision: str | None = Field(default=None, max_length=255)
+    reason: str = Field(default="", max_length=32)  # install | upgrade | reinstall | register ...
+    activated_at: datetime = _timestamp()
+    deactivated_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    deactivation_reason: str | None = Field(default=None, max_length=32)
+
+
+class PackSuspension(SQLModel, table=True):
+    """A ref the daemon must leave alone (`attuned suspend`), whatever its sources say."""
+
+    __tablename__ = "pack_suspension"
+
+    ref: str = Field(primary_key=True, max_length=255)
+    reason: str = ""
     created_at: datetime = _timestamp()

@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from attuned.pack.content import PackFile, copy_files, digest
+from attuned.pack.versions import is_version
 
 VERSIONS = ".versions"
 STAGING = ".staging"
@@ -35,6 +36,14 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _is_version_dir_of(name: str, ref: str) -> bool:
+    """Whether `name` is `<ref>-<version>-<digest16>` for exactly this ref."""
+    if not name.startswith(f"{ref}-"):
+        return False
+    version, _, short_digest = name[len(ref) + 1 :].rpartition("-")
+    return len(short_digest) == 16 and is_version(version)
 
 
 def _entries(directory: Path) -> list[Path]:
@@ -89,6 +98,7 @@ class PackStore:
         """Point `ref` at `version_dir` with one atomic rename."""
         if self.link(ref).exists() and not self.link(ref).is_symlink():
             raise StoreError(f"{self.link(ref)} is not a symlink managed by attuned; move it away")
+        os.utime(version_dir)  # activation time orders versions for retire()
         tmp_link = self.root / f".{ref}.link-{uuid.uuid4().hex}"
         os.symlink(Path(VERSIONS) / version_dir.name, tmp_link)
         os.replace(tmp_link, self.link(ref))
@@ -99,6 +109,26 @@ class PackStore:
         if version_dir.resolve() in self._active_dirs():
             return
         shutil.rmtree(version_dir, ignore_errors=True)
+
+    def retire(self, ref: str, keep: int) -> list[Path]:
+        """Keep the `keep` newest version directories of `ref` (the served one counts)."""
+        served = self.active_dir(ref)
+        mine = sorted(
+            (d for d in _entries(self.versions) if _is_version_dir_of(d.name, ref)),
+            key=lambda d: d.stat().st_mtime_ns,
+            reverse=True,
+        )
+        removed = []
+        kept = 1 if served is not None else 0
+        for directory in mine:
+            if directory.resolve() == served:
+                continue
+            if kept < keep:
+                kept += 1
+                continue
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+        return removed
 
     def remove(self, ref: str) -> None:
         """Stop serving `ref` (symlink first, so readers never see a half-deleted tree)."""

@@ -8,7 +8,14 @@ from typing import Any
 from sqlmodel import Session, col, delete, select
 
 from attuned.pack.loader import Pack
-from attuned.store.models import ComponentRecord, PackRecord, TestExecutionRecord, utcnow
+from attuned.store.models import (
+    ComponentRecord,
+    PackRecord,
+    PackRevision,
+    PackSuspension,
+    TestExecutionRecord,
+    utcnow,
+)
 from attuned.testing.results import PackTestResult
 
 
@@ -99,7 +106,13 @@ def dependents(session: Session, ref: str) -> list[str]:
     return found
 
 
-def save_pack(session: Session, pack: Pack, origin: str) -> PackRecord:
+def save_pack(
+    session: Session,
+    pack: Pack,
+    origin: str,
+    source: str | None = None,
+    source_revision: str | None = None,
+) -> PackRecord:
     """Insert or replace the pack row and all of its components (caller's transaction)."""
     manifest = pack.manifest
     record = get_pack(session, pack.ref)
@@ -118,6 +131,8 @@ def save_pack(session: Session, pack: Pack, origin: str) -> PackRecord:
     record.conf_schema = manifest.conf_schema.model_dump_raw() if manifest.conf_schema else None
     record.config = dict(manifest.config)
     record.origin = origin
+    record.source = source
+    record.source_revision = source_revision
     record.enabled = manifest.enabled
     record.system = manifest.system
     session.add(record)
@@ -172,3 +187,58 @@ def add_execution(
 def delete_pack(session: Session, record: PackRecord) -> None:
     """Delete the pack; its components go by ON DELETE CASCADE, executions stay."""
     session.exec(delete(PackRecord).where(col(PackRecord.id) == record.id))
+
+
+def close_revision(session: Session, ref: str, reason: str) -> None:
+    """Mark the open revision of `ref` (if any) as no longer served."""
+    for revision in session.exec(
+        select(PackRevision).where(
+            PackRevision.ref == ref, col(PackRevision.deactivated_at).is_(None)
+        )
+    ).all():
+        revision.deactivated_at = utcnow()
+        revision.deactivation_reason = reason
+        session.add(revision)
+
+
+def record_activation(session: Session, record: PackRecord, reason: str) -> PackRevision:
+    """Close the previous revision of the pack and open one for what is now served."""
+    close_revision(session, record.ref, "replaced")
+    revision = PackRevision(
+        ref=record.ref,
+        version=record.version,
+        digest=record.digest,
+        source=record.source,
+        source_revision=record.source_revision,
+        reason=reason,
+    )
+    session.add(revision)
+    session.flush()
+    return revision
+
+
+def revisions(session: Session, ref: str) -> Sequence[PackRevision]:
+    return session.exec(
+        select(PackRevision).where(PackRevision.ref == ref).order_by(col(PackRevision.id).desc())
+    ).all()
+
+
+def suspended_refs(session: Session) -> dict[str, PackSuspension]:
+    return {s.ref: s for s in session.exec(select(PackSuspension)).all()}
+
+
+def suspend(session: Session, ref: str, reason: str) -> bool:
+    """Mark `ref` suspended; False when it already was."""
+    if session.get(PackSuspension, ref) is not None:
+        return False
+    session.add(PackSuspension(ref=ref, reason=reason))
+    return True
+
+
+def resume(session: Session, ref: str) -> bool:
+    """Lift a suspension; False when `ref` was not suspended."""
+    found = session.get(PackSuspension, ref)
+    if found is None:
+        return False
+    session.delete(found)
+    return True

@@ -11,7 +11,7 @@ from attuned.store.models import ComponentRecord, PackRecord, TestExecutionRecor
 
 
 def test_migrations_reach_head_and_match_models(database: Database) -> None:
-    assert database.current_revision() == "0001"
+    assert database.current_revision() == database.head_revision() == "0002"
     with database.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     assert diff == []
@@ -19,7 +19,14 @@ def test_migrations_reach_head_and_match_models(database: Database) -> None:
 
 def test_migrate_is_idempotent(database: Database) -> None:
     database.migrate()
-    assert database.current_revision() == "0001"
+    assert database.current_revision() == database.head_revision()
+
+
+def test_every_revision_downgrades_and_upgrades_again(database: Database) -> None:
+    database.downgrade("base")
+    assert database.current_revision() is None
+    database.migrate()
+    assert database.current_revision() == database.head_revision()
 
 
 def test_deleting_a_pack_cascades_to_components_but_not_executions(database: Database) -> None:
