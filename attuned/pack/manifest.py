@@ -39,6 +39,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _inside_pack(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    if Path(value).is_absolute() or ".." in Path(value).parts:
+        raise ValueError(f"{value!r} must be a path inside the pack")
+    return value
+
+
 class RunnerSpec(_Strict):
     """One entry of `testing.runners`: how to start a test program and read its result."""
 
@@ -51,11 +59,7 @@ class RunnerSpec(_Strict):
     @field_validator("entry_point")
     @classmethod
     def _relative(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        if Path(value).is_absolute() or ".." in Path(value).parts:
-            raise ValueError(f"{value!r} must be a path inside the pack")
-        return value
+        return _inside_pack(value)
 
 
 class Discovery(_Strict):
@@ -75,6 +79,11 @@ class TestingSection(_Strict):
     min_pass_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     on_failure: Literal["block", "warn"] = "block"
     allow_empty: bool = False
+
+    @field_validator("result_path")
+    @classmethod
+    def _result_path_inside(cls, value: str | None) -> str | None:
+        return None if value is None else _inside_pack(value)
 
 
 class Dependency(_Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,4 +39,7 @@ class ExecutorSettings(BaseModel):
         description="PATH given to test processes (default: the daemon's PATH)",
     )
     lang: str = Field(default="C.UTF-8", description="LANG given to test processes")
+    staging_dir: Path | None = Field(
+        default=None, description="where private pack copies are made (default: system temp)"
+    )
     limits: ResourceLimits = Field(default_factory=ResourceLimits)

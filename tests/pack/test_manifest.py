@@ -194,3 +194,9 @@ def test_missing_directory_and_missing_manifest(tmp_path: Path) -> None:
 def test_examples_load() -> None:
     for name in ("hello", "failing", "welcome"):
         assert load_manifest(EXAMPLES / name).manifest.ref == name
+
+
+def test_result_path_outside_pack_refused(tmp_path: Path) -> None:
+    text = "ref: a\nlabel: A\ndescription: d\nversion: 1.0.0\ntesting:\n  result_path: /tmp/x\n"
+    [problem] = problems(tmp_path, text)
+    assert ":6: testing.result_path:" in problem and "inside the pack" in problem

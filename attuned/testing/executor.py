@@ -1,0 +1,194 @@
+"""Run a pack's tests: stage a private copy, run each runner in the order written, read the
+results, and decide the gate. Test problems never raise; they become failed suites."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from attuned.pack.manifest import PackManifest, RunnerSpec, TestingSection
+from attuned.testing.environment import scrubbed_environment
+from attuned.testing.formats import RunnerOutput
+from attuned.testing.gate import decide_gate
+from attuned.testing.limits import rlimit_setter
+from attuned.testing.process import Ending, run_process
+from attuned.testing.results import CaseStatus, PackTestResult, TestSuiteResult
+from attuned.testing.results_files import ResultFiles
+from attuned.testing.runners import RUNNERS, RunnerJob
+from attuned.testing.settings import ExecutorSettings
+from attuned.testing.staging import Stage, staged_pack
+from attuned.testing.suites import error_suite, suite_from_run
+
+_KIB = 1024
+_MIB = 1024 * 1024
+
+
+class TestExecutor:
+    """Runs pack tests under the operator's settings; one instance serves many runs."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, settings: ExecutorSettings | None = None) -> None:
+        self.settings = settings or ExecutorSettings()
+
+    def run(
+        self,
+        pack_dir: Path,
+        manifest: PackManifest,
+        *,
+        python: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PackTestResult:
+        started_at = datetime.now(UTC)
+        started = time.monotonic()
+        testing = manifest.testing
+        suites: list[TestSuiteResult] = []
+        cancelled = False
+        no_tests_reason = _why_nothing_runs(testing)
+        if testing is not None and no_tests_reason is None:
+            cancelled = self._run_runners(
+                pack_dir, manifest, testing, python or self.settings.python, cancel, suites
+            )
+        total = sum(s.total for s in suites)
+        passed = sum(s.passed for s in suites)
+        failed = sum(s.failed for s in suites)
+        skipped = sum(s.skipped for s in suites)
+        gate = decide_gate(
+            testing,
+            total=total,
+            passed=passed,
+            failed=failed,
+            skipped=skipped,
+            no_tests_reason=no_tests_reason or "no tests were executed",
+            runner_errors=tuple(
+                f"{suite.name}: {case.error_message or case.name}"
+                for suite in suites
+                for case in suite.test_cases
+                if case.status is CaseStatus.ERROR
+            ),
+        )
+        if cancelled:
+            gate = gate.model_copy(
+                update={"passed": False, "reason": f"test run was cancelled; {gate.reason}"}
+            )
+        return PackTestResult.from_suites(
+            pack_ref=manifest.ref,
+            pack_version=manifest.version,
+            execution_time=started_at,
+            duration_ms=round((time.monotonic() - started) * 1000),
+            suites=suites,
+            gate=gate,
+            cancelled=cancelled,
+        )
+
+    def _run_runners(
+        self,
+        pack_dir: Path,
+        manifest: PackManifest,
+        testing: TestingSection,
+        python: str,
+        cancel: threading.Event | None,
+        suites: list[TestSuiteResult],
+    ) -> bool:
+        """Append one suite per runner to `suites`; True when cancelled before the end."""
+        with contextlib.ExitStack() as cleanup:
+            try:
+                stage = cleanup.enter_context(
+                    staged_pack(
+                        pack_dir,
+                        prefix=f"attuned-test-{manifest.ref}-",
+                        parent=self.settings.staging_dir,
+                    )
+                )
+            except OSError as exc:  # the disk or the pack directory, not the tests
+                name, spec = next(iter(testing.runners.items()))
+                suites.append(error_suite(name, spec, f"could not stage the pack: {exc}"))
+                return False
+            for name, spec in testing.runners.items():
+                if cancel is not None and cancel.is_set():
+                    return True
+                suite, ending = self._run_one(name, spec, stage, manifest, python, cancel)
+                suites.append(suite)
+                if ending is Ending.CANCELLED:
+                    return True
+        return False
+
+    def _run_one(
+        self,
+        name: str,
+        spec: RunnerSpec,
+        stage: Stage,
+        manifest: PackManifest,
+        python: str,
+        cancel: threading.Event | None,
+    ) -> tuple[TestSuiteResult, Ending | None]:
+        job = RunnerJob(
+            name=name, spec=spec, workdir=stage.pack, report_dir=stage.reports, python=python
+        )
+        if not job.entry_point.exists():
+            return error_suite(
+                name, spec, f"entry point {spec.entry_point} is not in the pack"
+            ), None
+        try:
+            result_files = ResultFiles.watch(stage.pack, manifest.testing)
+        except ValueError as exc:
+            return error_suite(name, spec, str(exc)), None
+        command = RUNNERS[spec.type].command(job)
+        timeout = self._timeout(spec)
+        outcome = run_process(
+            command.argv,
+            cwd=stage.pack,
+            env=scrubbed_environment(
+                self.settings,
+                pack_ref=manifest.ref,
+                pack_version=manifest.version,
+                pack_dir=stage.pack,
+                home=stage.home,
+                tmpdir=stage.tmp,
+            ),
+            timeout=timeout,
+            kill_grace=self.settings.kill_grace,
+            capture_limit=self.settings.parse_limit_mib * _MIB,
+            preexec_fn=rlimit_setter(self.settings.limits),
+            cancel=cancel,
+        )
+        output = RunnerOutput(
+            runner_name=name,
+            stdout=outcome.stdout.text(),
+            stderr=outcome.stderr.text(),
+            exit_code=outcome.exit_code,
+            report=command.report,
+            result_files=result_files.written(),
+            read_limit=self.settings.parse_limit_mib * _MIB,
+        )
+        suite = suite_from_run(
+            name,
+            spec,
+            command,
+            outcome,
+            timeout=timeout,
+            output=output,
+            output_limit=self.settings.output_limit_kib * _KIB,
+        )
+        return suite, outcome.ending
+
+    def _timeout(self, spec: RunnerSpec) -> float:
+        """The runner's own timeout, or the operator's default when it set none; never above
+        the operator's cap."""
+        wanted = (
+            spec.timeout if "timeout" in spec.model_fields_set else self.settings.default_timeout
+        )
+        return min(wanted, self.settings.timeout_cap)
+
+
+def _why_nothing_runs(testing: TestingSection | None) -> str | None:
+    if testing is None:
+        return "no tests were executed: pack.yaml has no testing section"
+    if not testing.enabled:
+        return "no tests were executed: testing.enabled is false"
+    if not testing.runners:
+        return "no tests were executed: testing.runners is empty"
+    return None

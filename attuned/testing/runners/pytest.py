@@ -1,0 +1,33 @@
+"""`pytest`: `python -m pytest` with a JUnit XML report requested, so that counts are per
+test case even when the pack keeps the default `simple` format."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from attuned.testing.formats.junit import JUnitFormat
+from attuned.testing.runners.base import RunnerCommand, RunnerJob
+
+_NO_TESTS_COLLECTED = 5
+
+
+class PytestRunner:
+    def command(self, job: RunnerJob) -> RunnerCommand:
+        # A directory of its own, so that one runner never reads another's report.
+        report = Path(tempfile.mkdtemp(prefix="pytest-", dir=job.report_dir)) / "junit.xml"
+        return RunnerCommand(
+            argv=[
+                job.python,
+                "-m",
+                "pytest",
+                job.spec.entry_point,
+                f"--junitxml={report}",
+                "-p",
+                "no:cacheprovider",
+                *job.spec.args,
+            ],
+            report=report,
+            native_format=JUnitFormat(),
+            no_tests_exit_codes=frozenset({_NO_TESTS_COLLECTED}),
+        )
