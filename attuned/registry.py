@@ -54,6 +54,7 @@ class Outcome(StrEnum):
     FORCED = "forced"  # gate failed, registered because forced
     ROLLED_BACK = "rolled_back"  # gate failed, nothing registered
     ABORTED = "aborted"  # tests ran, but the registration itself failed
+    CANCELLED = "cancelled"  # the daemon stopped while the tests ran: no verdict
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ class Registration:
     @property
     def tests_skipped(self) -> bool:
         return self.test_result is None
+
+
+class RegistrationCancelled(AttunedError):
+    """The caller asked to stop (daemon shutdown) while the pack was being registered."""
 
 
 class TestsRolledBack(TestsFailed):
@@ -174,6 +179,9 @@ class Registry:
             result = None
             if not skip_tests:
                 result = self._run_tests(pack, version_dir, trigger, cancel, plog)
+                if cancel is not None and cancel.is_set():  # killed by shutdown: not a verdict
+                    self._record_only(result, trigger, Outcome.CANCELLED, pack.digest)
+                    raise RegistrationCancelled(f"tests of {pack.ref} {pack.version} cancelled")
             outcome = _outcome(result, force)
             if outcome is Outcome.ROLLED_BACK:
                 assert result is not None

@@ -6,7 +6,20 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from attuned.cli import db, history, packs, register, show, test, unregister, validate
+from attuned.cli import (
+    db,
+    history,
+    packs,
+    reconcile,
+    register,
+    run,
+    show,
+    status,
+    suspend,
+    test,
+    unregister,
+    validate,
+)
 from attuned.errors import AttunedError, ValidationFailed
 from attuned.report.log import configure_logging
 
@@ -16,10 +29,24 @@ exit codes:
   1  any other error (database unreachable, store damaged, ...)
   2  validation or usage error (bad pack.yaml, component, config or arguments)
   3  conflict (pack already registered without --force; unregister with dependents)
-  4  tests failed: the registration was rolled back (attuned test: the gate blocked)
+  4  tests failed: the registration was rolled back (attuned test: the gate blocked;
+     attuned reconcile --once: a pack is failed or blocked)
 """
 
-VERBS = (register, validate, test, packs, show, history, unregister, db)
+VERBS = (
+    run,
+    reconcile,
+    status,
+    suspend,
+    register,
+    validate,
+    test,
+    packs,
+    show,
+    history,
+    unregister,
+    db,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -201,7 +201,7 @@ def _removals(
     winners: Mapping[str, Candidate],
 ) -> list[Action]:
     sources = {s.name: s for s in desired.sources}
-    invalid_refs = {(i.source, i.ref_hint) for i in desired.invalid if i.ref_hint}
+    invalid_refs = {(i.source, i.ref_hint) for i in desired.invalid if i.ref_hint is not None}
     keep: list[Action] = []
     removable: dict[str, ActualPack] = {}
     for ref in sorted(set(actual) - set(winners)):
@@ -233,7 +233,7 @@ def _removals(
 def _why_keep(
     pack: ActualPack,
     sources: Mapping[str, SourceState],
-    invalid_refs: set[tuple[str, str | None]],
+    invalid_refs: set[tuple[str, str]],
     memory: Memory,
 ) -> str | None:
     if pack.source is None:

@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from attuned.pack.content import PackFile, copy_files, digest
+from attuned.pack.content import PackFile, copy_files, digest, list_files
 from attuned.pack.versions import is_version
 
 VERSIONS = ".versions"
@@ -109,6 +109,28 @@ class PackStore:
         if version_dir.resolve() in self._active_dirs():
             return
         shutil.rmtree(version_dir, ignore_errors=True)
+
+    def restore(self, ref: str, version: str, snapshot: Path) -> Path:
+        """Serve a fresh copy of `snapshot` after the served files drifted from it.
+
+        The drifted directory has the canonical name, so the copy is served under a temporary
+        name first; readers only ever see complete trees.
+        """
+        self.ensure()
+        files = list_files(snapshot)
+        canonical = self.versions / version_dirname(ref, version, digest(snapshot, files))
+        interim = self.versions / f".{canonical.name}.restore-{uuid.uuid4().hex}"
+        tmp = self.staging / f"{ref}-{uuid.uuid4().hex}"
+        copy_files(snapshot, files, tmp)
+        os.replace(tmp, interim)
+        self.activate(ref, interim)
+        shutil.rmtree(canonical, ignore_errors=True)
+        tmp = self.staging / f"{ref}-{uuid.uuid4().hex}"
+        copy_files(snapshot, files, tmp)
+        os.replace(tmp, canonical)
+        self.activate(ref, canonical)
+        shutil.rmtree(interim, ignore_errors=True)
+        return canonical
 
     def retire(self, ref: str, keep: int) -> list[Path]:
         """Keep the `keep` newest version directories of `ref` (the served one counts)."""

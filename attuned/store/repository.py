@@ -242,3 +242,17 @@ def resume(session: Session, ref: str) -> bool:
         return False
     session.delete(found)
     return True
+
+
+def latest_executions(session: Session) -> dict[str, TestExecutionRecord]:
+    """The newest test execution of every pack ref."""
+    latest: dict[str, TestExecutionRecord] = {}
+    for row in session.exec(select(TestExecutionRecord).order_by(col(TestExecutionRecord.id))):
+        latest[row.pack_ref] = row
+    return latest
+
+
+def open_revisions(session: Session) -> dict[str, PackRevision]:
+    """The revision currently served for each ref."""
+    rows = session.exec(select(PackRevision).where(col(PackRevision.deactivated_at).is_(None)))
+    return {r.ref: r for r in rows.all()}

@@ -224,7 +224,7 @@ def test_dependent_of_a_cycle_is_blocked() -> None:
             cand("app", requires=(("a", "*"),)),
         ]
     )
-    assert [r for r in result if r[1] == "app"][0][0] == "blocked"
+    assert next(r for r in result if r[1] == "app")[0] == "blocked"
 
 
 def test_self_dependency_is_a_cycle() -> None:

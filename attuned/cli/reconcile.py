@@ -1,0 +1,61 @@
+"""attuned reconcile: one pass now (--once: in this process; else: ask the running daemon)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+
+from attuned.cli.common import add_common, config_of, print_json
+from attuned.errors import AttunedError
+from attuned.report.log import configure_logging
+from attuned.report.status import read_status
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "reconcile", help="reconcile now: --once runs one pass here, else signals the daemon"
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="run one pass in this process and exit (4 if a pack failed)",
+    )
+    add_common(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    if not args.once:
+        pid = running_daemon_pid(config.status_path)
+        os.kill(pid, signal.SIGUSR1)
+        print(f"asked attuned (pid {pid}) for a full reconcile")
+        return 0
+    from attuned.reconcile.daemon import Daemon
+
+    configure_logging(args.log_level if args.log_level != "warning" else config.log.level)
+    daemon = Daemon(config)
+    code = daemon.run_once()
+    if args.json:
+        print_json({ref: p.model_dump(mode="json") for ref, p in daemon.packs.items()})
+    else:
+        for ref, pack in sorted(daemon.packs.items()):
+            print(f"{ref:<24} {pack.state:<10} {pack.version or '-':<12} {pack.reason}")
+    return code
+
+
+def running_daemon_pid(status_path: os.PathLike[str]) -> int:
+    """The pid of the daemon that writes `status_path`, if it is alive."""
+    try:
+        status = read_status(status_path)  # type: ignore[arg-type]
+    except (OSError, ValueError):
+        raise AttunedError(f"no running daemon: cannot read {status_path}") from None
+    pid = status.daemon.pid
+    if status.daemon.phase == "stopped":
+        raise AttunedError(f"no running daemon: {status_path} says it stopped")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        raise AttunedError(f"no running daemon: pid {pid} from {status_path} is gone") from None
+    return pid

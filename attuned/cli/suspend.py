@@ -1,0 +1,60 @@
+"""attuned suspend|resume REF: tell the daemon to leave a pack alone, or to manage it again."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+
+from attuned.cli.common import add_common, config_of, open_registry, print_json
+from attuned.cli.reconcile import running_daemon_pid
+from attuned.errors import AttunedError
+from attuned.report.log import Event, get_logger
+from attuned.store import repository
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for verb, text in (
+        ("suspend", "make the daemon leave a pack alone"),
+        ("resume", "let the daemon manage a suspended pack again"),
+    ):
+        parser = sub.add_parser(verb, help=text)
+        parser.add_argument("ref")
+        if verb == "suspend":
+            parser.add_argument("--reason", default="", help="shown in status")
+        add_common(parser)
+        parser.set_defaults(run=run, verb=verb)
+
+
+def run(args: argparse.Namespace) -> int:
+    with open_registry(args) as registry, registry.db.write() as session:
+        if args.verb == "suspend":
+            changed = repository.suspend(session, args.ref, args.reason)
+        else:
+            changed = repository.resume(session, args.ref)
+    get_logger().info(
+        Event.PACK_SUSPENDED if args.verb == "suspend" else Event.PACK_RESUMED,
+        pack=args.ref,
+        changed=changed,
+    )
+    notified = _nudge_daemon(args)
+    if args.json:
+        print_json(
+            {"ref": args.ref, "verb": args.verb, "changed": changed, "daemon_notified": notified}
+        )
+    else:
+        state = "suspended" if args.verb == "suspend" else "resumed"
+        print(
+            f"{args.ref} {state}"
+            + ("" if changed else " (it already was)")
+            + ("" if notified else "; takes effect at the daemon's next pass")
+        )
+    return 0
+
+
+def _nudge_daemon(args: argparse.Namespace) -> bool:
+    try:
+        os.kill(running_daemon_pid(config_of(args).status_path), signal.SIGUSR1)
+    except (AttunedError, PermissionError):
+        return False
+    return True

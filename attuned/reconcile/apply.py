@@ -1,0 +1,196 @@
+"""Carry out a plan's changes through the registry, and say how each step ended.
+
+Packs whose dependencies are not changing in this plan are tested in parallel (`concurrency`
+threads); the registry serializes database writes. A step whose dependency failed in this
+pass is not attempted: the next plan decides about it with the new facts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+
+from attuned.errors import DependencyError, ValidationFailed
+from attuned.reconcile.model import Action, ActionKind, FailureKind, Plan
+from attuned.registry import Provenance, Registration, Registry, TestsRolledBack
+from attuned.report.log import Event, get_logger
+
+log = get_logger()
+
+
+class StepOutcome(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not attempted (a dependency failed, or the daemon is stopping)
+
+
+@dataclass(frozen=True)
+class SourcePolicy:
+    """Per-source registration options."""
+
+    skip_tests: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class StepResult:
+    action: Action
+    outcome: StepOutcome
+    duration_ms: int = 0
+    error: str | None = None
+    failure_kind: FailureKind | None = None
+    registration: Registration | None = None
+
+    @property
+    def ref(self) -> str:
+        return self.action.ref
+
+
+def classify(exc: BaseException) -> FailureKind:
+    """Bad content fails the same way again; anything else may pass on a retry."""
+    if isinstance(exc, TestsRolledBack | ValidationFailed) and not isinstance(exc, DependencyError):
+        return FailureKind.DETERMINISTIC
+    return FailureKind.TRANSIENT
+
+
+def first_line(exc: BaseException) -> str:
+    if isinstance(exc, TestsRolledBack):  # the CLI's advice (--force) means nothing here
+        result = exc.result
+        return f"tests of {result.pack_version} failed: {result.gate.reason}"
+    text = str(exc).strip() or type(exc).__name__
+    lines = text.splitlines()
+    return lines[0] + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
+
+
+class Applier:
+    def __init__(
+        self,
+        registry: Registry,
+        policies: Mapping[str, SourcePolicy],
+        *,
+        concurrency: int = 2,
+        cancel: threading.Event | None = None,
+        on_result: Callable[[StepResult], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.policies = policies
+        self.concurrency = concurrency
+        self.cancel = cancel or threading.Event()
+        self.on_result = on_result or (lambda _result: None)
+
+    def apply(self, plan: Plan) -> list[StepResult]:
+        changes = plan.changes()
+        installs = [a for a in changes if a.kind is not ActionKind.REMOVE]
+        removals = [a for a in changes if a.kind is ActionKind.REMOVE]
+        results: dict[str, StepResult] = {}
+        for wave in _waves(installs):
+            runnable = []
+            for action in wave:
+                blocker = self._failed_dependency(action, results)
+                if blocker or self.cancel.is_set():
+                    why = f"dependency {blocker} failed in this pass" if blocker else "stopping"
+                    results[action.ref] = self._report(
+                        StepResult(action, StepOutcome.SKIPPED, error=why)
+                    )
+                else:
+                    runnable.append(action)
+            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+                for result in pool.map(self._install, runnable):
+                    results[result.ref] = self._report(result)
+        for action in removals:
+            if self.cancel.is_set():
+                results[action.ref] = self._report(
+                    StepResult(action, StepOutcome.SKIPPED, error="stopping")
+                )
+                continue
+            results[action.ref] = self._report(self._remove(action))
+        return list(results.values())
+
+    def _report(self, result: StepResult) -> StepResult:
+        self.on_result(result)
+        return result
+
+    @staticmethod
+    def _failed_dependency(action: Action, results: Mapping[str, StepResult]) -> str | None:
+        assert action.candidate is not None
+        for req in action.candidate.requires:
+            done = results.get(req.ref)
+            if done is not None and done.outcome is not StepOutcome.DONE:
+                return req.ref
+        return None
+
+    def _install(self, action: Action) -> StepResult:
+        candidate = action.candidate
+        assert candidate is not None
+        policy = self.policies.get(candidate.source, SourcePolicy())
+        started = time.monotonic()
+        try:
+            registration = self.registry.register(
+                candidate.snapshot,
+                replace=True,
+                force=policy.force,
+                skip_tests=policy.skip_tests,
+                provenance=Provenance(
+                    origin=f"{candidate.source}:{candidate.entry}",
+                    source=candidate.source,
+                    source_revision=candidate.source_revision,
+                ),
+                cancel=self.cancel,
+            )
+        except Exception as exc:
+            return self._failed(action, exc, started)
+        return StepResult(action, StepOutcome.DONE, _ms(started), registration=registration)
+
+    def _remove(self, action: Action) -> StepResult:
+        started = time.monotonic()
+        try:
+            self.registry.unregister(action.ref, reason="pruned")
+        except Exception as exc:
+            return self._failed(action, exc, started)
+        log.info(
+            Event.PACK_REMOVED,
+            pack=action.ref,
+            version=action.current_version,
+            reason=action.reason,
+        )
+        return StepResult(action, StepOutcome.DONE, _ms(started))
+
+    def _failed(self, action: Action, exc: Exception, started: float) -> StepResult:
+        kind = classify(exc)
+        if self.cancel.is_set() and not isinstance(exc, TestsRolledBack | ValidationFailed):
+            kind = FailureKind.TRANSIENT
+        candidate = action.candidate
+        log.warning(
+            Event.PACK_FAILED,
+            pack=action.ref,
+            version=candidate.version if candidate else action.current_version,
+            digest=candidate.digest if candidate else None,
+            source=candidate.source if candidate else None,
+            action=action.kind.value,
+            failure=kind.value,
+            error=first_line(exc),
+        )
+        return StepResult(
+            action, StepOutcome.FAILED, _ms(started), error=first_line(exc), failure_kind=kind
+        )
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _waves(actions: list[Action]) -> list[list[Action]]:
+    """Group installs so that each runs after the changes it depends on (plan order kept)."""
+    level: dict[str, int] = {}
+    for action in actions:  # the plan lists dependencies first
+        assert action.candidate is not None
+        deps = [level[r.ref] for r in action.candidate.requires if r.ref in level]
+        level[action.ref] = 1 + max(deps, default=-1)
+    waves: list[list[Action]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for action in actions:
+        waves[level[action.ref]].append(action)
+    return waves

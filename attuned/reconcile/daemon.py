@@ -1,0 +1,597 @@
+"""`attuned run`: keep the database equal to what the sources want, until told to stop.
+
+The main thread owns the loop and runs every reconcile pass; everything else only asks for
+one: inotify events (debounced per pack), the periodic resync (APScheduler), and signals
+(SIGUSR1: full pass, SIGHUP: reload config, SIGTERM/SIGINT: stop). A pass is
+scan -> plan (pure) -> apply -> derive status; the status file is rewritten after each change.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import threading
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from attuned import __version__
+from attuned.config import AttunedConfig, DirectorySourceConfig, default_config, load_config
+from attuned.errors import AttunedError
+from attuned.pack.content import digest, list_files
+from attuned.reconcile import facts
+from attuned.reconcile.apply import Applier, SourcePolicy, StepOutcome, StepResult
+from attuned.reconcile.debounce import Debouncer
+from attuned.reconcile.memory import remember, with_suspended
+from attuned.reconcile.model import ActionKind, Desired, Memory, Plan
+from attuned.reconcile.planner import plan as make_plan
+from attuned.reconcile.snapshots import SnapshotStore
+from attuned.reconcile.sources.base import ScanResult
+from attuned.reconcile.sources.directory import DirectorySource
+from attuned.reconcile.summary import derive_packs
+from attuned.reconcile.watch import FolderWatcher
+from attuned.registry import Registry
+from attuned.report.log import Event, get_logger
+from attuned.report.status import (
+    DaemonStatus,
+    PackStatus,
+    Phase,
+    ReconcileSummary,
+    SourceStatus,
+    Status,
+    now,
+    write_status,
+)
+from attuned.store import repository
+
+log = get_logger()
+
+
+class AlreadyRunning(AttunedError):
+    """Another attuned holds this state directory."""
+
+
+@dataclass
+class Requests:
+    """What the loop has been asked to do; set from any thread, read by the main loop."""
+
+    full: bool = True
+    changed: set[tuple[str, str]] = field(default_factory=set)
+    reload: bool = False
+    stop: bool = False
+    wake: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ask(
+        self,
+        *,
+        full: bool = False,
+        reload: bool = False,
+        stop: bool = False,
+        changed: tuple[str, str] | None = None,
+    ) -> None:
+        with self.lock:
+            self.full |= full
+            self.reload |= reload
+            self.stop |= stop
+            if changed is not None:
+                self.changed.add(changed)
+        self.wake.set()
+
+    def take(self) -> tuple[bool, set[tuple[str, str]], bool]:
+        with self.lock:
+            taken = (self.full, self.changed, self.reload)
+            self.full, self.changed, self.reload = False, set(), False
+            self.wake.clear()
+        return taken
+
+
+class StateLock:
+    """One daemon (or `reconcile --once`) per state directory: an flock on attuned.lock."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.path = state_dir / "attuned.lock"
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise AlreadyRunning(
+                f"another attuned (pid {holder}) is running on {self.path.parent}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+class Daemon:
+    def __init__(self, config: AttunedConfig) -> None:
+        self.config = config
+        self.requests = Requests()
+        self.cancel = threading.Event()  # set on stop: running tests are killed
+        self.started_at = now()
+        self.phase: Phase = "starting"
+        self.error: str | None = None
+        self.lock = StateLock(config.state_dir)
+        self.registry: Registry | None = None
+        self.snapshots = SnapshotStore(config.snapshots_path)
+        self.sources: dict[str, DirectorySource] = {}
+        self.source_configs: dict[str, DirectorySourceConfig] = {}
+        self.source_status: dict[str, SourceStatus] = {}
+        self.memory = Memory()
+        self.packs: dict[str, PackStatus] = {}
+        self.conflicts: list[dict[str, str]] = []
+        self.last_reconcile: ReconcileSummary | None = None
+        self.any_failed = False
+        self._logged_reasons: dict[str, str] = {}
+        self._watcher: FolderWatcher | None = None
+        self._debouncer: Debouncer | None = None
+        self._scheduler: Any = None
+        self._retry_timer: threading.Timer | None = None
+        self._db_failures = 0
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit code."""
+        self.lock.acquire()
+        try:
+            self._install_signals()
+            if self.config.path is None:  # built-in defaults: make the folder to drop into
+                for source in self.config.sources:
+                    source.path.mkdir(parents=True, exist_ok=True)
+            self._configure_sources(self.config)
+            self._debouncer = Debouncer(self.config.reconcile.quiet_period, self._debounced)
+            self._watcher = FolderWatcher(self._changed)
+            self._watch_all()
+            self._start_scheduler()
+            self._log_started()
+            self._loop()
+            return 0
+        finally:
+            self._shutdown()
+
+    def run_once(self) -> int:
+        """One pass in-process (`attuned reconcile --once`); 4 when any pack failed."""
+        self.lock.acquire()
+        try:
+            self._configure_sources(self.config)
+            self.reconcile_pass("once")
+            self.phase = "stopped"
+            self._write_status()
+            return 4 if self.any_failed else 0
+        finally:
+            self._close_registry()
+            self.lock.release()
+
+    def _log_started(self) -> None:
+        folders = [str(c.path.absolute()) for c in self.source_configs.values()]
+        log.info(
+            Event.DAEMON_STARTED,
+            version=__version__,
+            pid=os.getpid(),
+            config=str(self.config.path) if self.config.path else None,
+            defaults=self.config.path is None,
+            state_dir=str(self.config.state_dir.absolute()),
+            packs_dir=str(self.config.packs_path.absolute()),
+            status_file=str(self.config.status_path.absolute()),
+            watched_folders=folders,
+            message=(
+                "no config file found: using built-in defaults; "
+                if self.config.path is None
+                else ""
+            )
+            + f"drop packs into {', '.join(folders) or '(no sources)'}",
+        )
+
+    def _loop(self) -> None:
+        while True:
+            self.requests.wake.wait(timeout=1.0)
+            if self.requests.stop:
+                return
+            full, changed, reload = self.requests.take()
+            if reload:
+                self._reload()
+                full = True
+            if full or changed:
+                trigger = (
+                    "full" if full else "change:" + ",".join(sorted(f"{s}/{e}" for s, e in changed))
+                )
+                self.reconcile_pass(trigger, full=full)
+
+    def _shutdown(self) -> None:
+        log.info(Event.DAEMON_STOPPING)
+        self.phase = "stopping"
+        self._write_status()
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._debouncer is not None:
+            self._debouncer.stop()
+        self.phase = "stopped"
+        self._write_status()
+        self._close_registry()
+        self.lock.release()
+        log.info(Event.DAEMON_STOPPED, uptime_s=round((now() - self.started_at).total_seconds(), 1))
+
+    def _close_registry(self) -> None:
+        if self.registry is not None:
+            self.registry.close()
+            self.registry = None
+
+    # -- requests from other threads and signals ---------------------------------------------
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            self.cancel.set()
+            self.requests.ask(stop=True)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, lambda *_: self.requests.ask(reload=True))
+        signal.signal(signal.SIGUSR1, lambda *_: self.requests.ask(full=True))
+
+    def _changed(self, source: str, entry: str) -> None:
+        if self._debouncer is not None:
+            self._debouncer.touch((source, entry))
+
+    def _debounced(self, key: Hashable) -> None:
+        assert isinstance(key, tuple)
+        self.requests.ask(changed=(str(key[0]), str(key[1])))
+
+    def _start_scheduler(self) -> None:
+        scheduler = BackgroundScheduler(daemon=True)
+        scheduler.add_job(
+            lambda: self.requests.ask(full=True),
+            "interval",
+            seconds=self.config.reconcile.resync_interval,
+            jitter=self.config.reconcile.resync_jitter or None,
+            coalesce=True,
+            max_instances=1,
+            id="resync",
+        )
+        scheduler.start()
+        self._scheduler = scheduler
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def _configure_sources(self, config: AttunedConfig) -> None:
+        work_dir = config.state_dir / "work"
+        self.sources = {
+            c.name: DirectorySource(
+                c.name, c.path, self.snapshots, prune=config.prunes(c), work_dir=work_dir
+            )
+            for c in config.sources
+        }
+        self.source_configs = {c.name: c for c in config.sources}
+        self.source_status = {
+            c.name: self.source_status.get(c.name)
+            or SourceStatus(name=c.name, type=c.type, location=str(c.path.absolute()))
+            for c in config.sources
+        }
+
+    def _watch_all(self) -> None:
+        if self._watcher is None:
+            return
+        for name in self._watcher.watched() - set(self.sources):
+            self._watcher.unwatch(name)
+        for name, source in self.sources.items():
+            self._watcher.watch(name, source.path, source.entry_for)
+
+    def _reload(self) -> None:
+        try:
+            fresh = load_config(self.config.path) if self.config.path else default_config()
+        except AttunedError as exc:
+            log.error(Event.DAEMON_RELOAD_FAILED, error=str(exc))
+            return
+        fixed = ("state_dir", "packs_dir", "database", "status_file", "testing")
+        needs_restart = [k for k in fixed if getattr(fresh, k) != getattr(self.config, k)]
+        before = set(self.source_configs)
+        self.config = (
+            fresh
+            if not needs_restart
+            else self.config.model_copy(
+                update={"sources": fresh.sources, "reconcile": fresh.reconcile, "log": fresh.log}
+            )
+        )
+        self.config._path = fresh.path
+        self._configure_sources(self.config)
+        self._watch_all()
+        log.info(
+            Event.DAEMON_RELOADED,
+            sources_added=sorted(set(self.source_configs) - before),
+            sources_removed=sorted(before - set(self.source_configs)),
+            needs_restart=needs_restart,
+        )
+
+    # -- one pass -----------------------------------------------------------------------------
+
+    def reconcile_pass(self, trigger: str, *, full: bool = True) -> None:
+        started, started_mono = now(), time.monotonic()
+        self.phase = "reconciling"
+        self._write_status()
+        log.info(Event.RECONCILE_STARTED, trigger=trigger)
+        try:
+            registry = self._registry()
+            scans = [self._scan(source) for source in self.sources.values()]
+            with registry.db.read() as session:
+                suspended = set(repository.suspended_refs(session))
+                actual = facts.actual_packs(session, suspended)
+            self.memory = with_suspended(self.memory, suspended)
+            desired = Desired(
+                candidates=tuple(c for s in scans for c in s.candidates),
+                invalid=tuple(i for s in scans for i in s.invalid),
+                sources=tuple(s.state for s in scans),
+            )
+            plan = make_plan(desired, actual, self.memory, time.time())
+            self._log_plan(plan)
+            results = self._apply(registry, plan)
+            self.memory = remember(
+                self.memory,
+                results,
+                time.time(),
+                retry_initial=self.config.reconcile.retry_initial,
+                retry_max=self.config.reconcile.retry_max,
+            )
+            if full:
+                self._watch_all()  # a folder that appeared (or came back) since
+                self._check_drift(registry)
+                self._collect_garbage(registry, desired)
+            self._summarise(
+                registry, plan, {r.ref: r for r in results}, started, started_mono, trigger
+            )
+            self._db_failures = 0
+            self.error = None
+            self.phase = "idle"
+        except Exception as exc:  # database down, disk full...: degrade, retry with backoff
+            self._degraded(exc)
+        self._write_status()
+
+    def _registry(self) -> Registry:
+        if self.registry is None:
+            self.registry = Registry.from_config(self.config)
+            with self.registry.db.read() as session:
+                remembered = facts.remembered_failures(session)
+            self.memory = Memory(
+                failures={**remembered, **self.memory.failures}, suspended=self.memory.suspended
+            )
+        return self.registry
+
+    def _scan(self, source: DirectorySource) -> ScanResult:
+        result = source.scan()
+        status = self.source_status[source.name]
+        status.last_scan = now()
+        status.readable = result.state.readable
+        status.candidates = len(result.candidates)
+        status.revision = result.revision
+        status.invalid = [
+            {"entry": i.entry, "problems": list(i.problems[:5])} for i in result.invalid
+        ]
+        if result.state.readable:
+            status.error = status.error_since = None
+            log.info(
+                Event.SOURCE_SCANNED,
+                source=source.name,
+                revision=result.revision,
+                **{
+                    "candidates": len(result.candidates),
+                    "invalid": len(result.invalid),
+                    **result.stats,
+                },
+            )
+        else:
+            if status.error != result.state.error:
+                status.error_since = now()
+                log.warning(Event.SOURCE_ERROR, source=source.name, error=result.state.error)
+            status.error = result.state.error
+        for invalid in result.invalid:
+            self._log_once(
+                f"invalid:{source.name}:{invalid.entry}:{invalid.digest}",
+                Event.PACK_BLOCKED,
+                pack=invalid.ref_hint,
+                source=source.name,
+                entry=invalid.entry,
+                reason="invalid: " + "; ".join(invalid.problems),
+            )
+        return result
+
+    def _log_plan(self, plan: Plan) -> None:
+        self.conflicts = []
+        for action in plan.actions:
+            candidate = action.candidate
+            fields = dict(
+                pack=action.ref,
+                version=candidate.version if candidate else action.current_version,
+                digest=candidate.digest if candidate else None,
+                source=candidate.source if candidate else None,
+                action=action.kind.value,
+                reason=action.reason,
+            )
+            if action.changes_something:
+                log.info(Event.PACK_PLANNED, **fields)
+            elif action.kind is ActionKind.BLOCKED:
+                self._log_once(f"blocked:{action.ref}", Event.PACK_BLOCKED, **fields)
+            elif action.kind is ActionKind.CONFLICT and candidate is not None:
+                self.conflicts.append(
+                    {
+                        "ref": action.ref,
+                        "source": candidate.source,
+                        "entry": candidate.entry,
+                        "reason": action.reason,
+                    }
+                )
+                self._log_once(
+                    f"conflict:{action.ref}:{candidate.source}:{candidate.entry}",
+                    Event.PACK_CONFLICT,
+                    **fields,
+                )
+
+    def _log_once(self, key: str, event: Event, **fields: Any) -> None:
+        """Log a standing condition when it appears or changes, not on every pass."""
+        reason = str(fields.get("reason"))
+        if self._logged_reasons.get(key) != reason:
+            self._logged_reasons[key] = reason
+            log.warning(event, **fields)
+
+    def _apply(self, registry: Registry, plan: Plan) -> list[StepResult]:
+        policies = {
+            name: SourcePolicy(skip_tests=c.skip_tests, force=c.force)
+            for name, c in self.source_configs.items()
+        }
+
+        def progress(result: StepResult) -> None:
+            if result.outcome is StepOutcome.DONE:
+                self._write_status()
+
+        applier = Applier(
+            registry,
+            policies,
+            concurrency=self.config.reconcile.concurrency,
+            cancel=self.cancel,
+            on_result=progress,
+        )
+        return applier.apply(plan)
+
+    def _summarise(
+        self,
+        registry: Registry,
+        plan: Plan,
+        results: dict[str, StepResult],
+        started: datetime,
+        started_mono: float,
+        trigger: str,
+    ) -> None:
+        with registry.db.read() as session:
+            served = facts.served_packs(session)
+            tests = facts.last_tests(session)
+        self.packs = derive_packs(self.packs, served, plan, results, self.memory, tests, now())
+        counts: dict[str, int] = {}
+        for result in results.values():
+            key = (
+                result.action.kind.value
+                if result.outcome is StepOutcome.DONE
+                else (result.outcome.value)
+            )
+            counts[key] = counts.get(key, 0) + 1
+        for pack in self.packs.values():
+            counts[f"state_{pack.state}"] = counts.get(f"state_{pack.state}", 0) + 1
+        self.any_failed = any(p.state in ("failed", "blocked") for p in self.packs.values())
+        duration_ms = int((time.monotonic() - started_mono) * 1000)
+        self.last_reconcile = ReconcileSummary(
+            started_at=started,
+            finished_at=now(),
+            duration_ms=duration_ms,
+            trigger=trigger,
+            counts=counts,
+        )
+        log.info(Event.RECONCILE_FINISHED, trigger=trigger, duration_ms=duration_ms, **counts)
+
+    def _degraded(self, exc: Exception) -> None:
+        self._db_failures += 1
+        delay = min(
+            self.config.reconcile.retry_initial * 2 ** (self._db_failures - 1),
+            self.config.reconcile.retry_max,
+        )
+        self.phase = "degraded"
+        self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log.error(
+            Event.DAEMON_DEGRADED, error=self.error, retry_in_s=delay, attempt=self._db_failures
+        )
+        self._close_registry()
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        self._retry_timer = threading.Timer(delay, lambda: self.requests.ask(full=True))
+        self._retry_timer.daemon = True
+        self._retry_timer.start()
+
+    # -- upkeep on full passes ----------------------------------------------------------------
+
+    def _check_drift(self, registry: Registry) -> None:
+        """Served files that no longer match the recorded digest are restored from snapshot."""
+        with registry.db.read() as session:
+            records = list(repository.list_packs(session))
+        for record in records:
+            served = registry.store.active_dir(record.ref)
+            if served is None or not served.is_dir():
+                continue
+            try:
+                actual = digest(served, list_files(served))
+            except AttunedError as exc:
+                actual = f"unreadable: {exc}"
+            if actual == record.digest:
+                continue
+            snapshot = self.snapshots.root / record.digest
+            if snapshot.is_dir():
+                registry.store.restore(record.ref, record.version, snapshot)
+                log.warning(
+                    Event.PACK_DRIFT_REPAIRED,
+                    pack=record.ref,
+                    version=record.version,
+                    digest=record.digest,
+                    source=record.source,
+                )
+            else:
+                self._log_once(
+                    f"drift:{record.ref}:{actual}",
+                    Event.PACK_DRIFT_DETECTED,
+                    pack=record.ref,
+                    version=record.version,
+                    digest=record.digest,
+                    reason="no snapshot to restore from (registered by hand?)",
+                )
+
+    def _collect_garbage(self, registry: Registry, desired: Desired) -> None:
+        with registry.db.read() as session:
+            keep = {p.digest for p in repository.list_packs(session)}
+        keep |= {c.digest for c in desired.candidates}
+        self.snapshots.collect_garbage(keep)
+
+    # -- status -------------------------------------------------------------------------------
+
+    def _write_status(self) -> None:
+        status = Status(
+            daemon=DaemonStatus(
+                version=__version__,
+                pid=os.getpid(),
+                started_at=self.started_at,
+                phase=self.phase,
+                config_file=str(self.config.path) if self.config.path else None,
+                error=self.error,
+            ),
+            updated_at=now(),
+            last_reconcile=self.last_reconcile,
+            sources=list(self.source_status.values()),
+            packs=self.packs,
+            conflicts=self.conflicts,
+        )
+        try:
+            write_status(self.config.status_path, status)
+        except OSError as exc:
+            log.error(
+                Event.STATUS_WRITE_FAILED,
+                path=str(self.config.status_path),
+                error=exc.strerror or str(exc),
+            )

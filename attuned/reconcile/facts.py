@@ -1,0 +1,81 @@
+"""Read what the planner and the status need from the database, as plain values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import Session
+
+from attuned.reconcile.model import ActualPack, Failure, FailureKind, Requirement
+from attuned.reconcile.summary import ServedPack
+from attuned.report.status import LastTest
+from attuned.store import repository
+
+
+def actual_packs(session: Session, suspended: set[str]) -> dict[str, ActualPack]:
+    packs = {}
+    for record in repository.list_packs(session):
+        requires = tuple(
+            Requirement(str(d.get("ref")), str(d.get("version", "*")))
+            for d in record.pack_metadata.get("dependencies", [])
+            if isinstance(d, dict) and d.get("ref")
+        )
+        packs[record.ref] = ActualPack(
+            ref=record.ref,
+            version=record.version,
+            digest=record.digest,
+            source=record.source,
+            requires=requires,
+            suspended=record.ref in suspended,
+        )
+    return packs
+
+
+def served_packs(session: Session) -> dict[str, ServedPack]:
+    revisions = repository.open_revisions(session)
+    served = {}
+    for record in repository.list_packs(session):
+        revision = revisions.get(record.ref)
+        served[record.ref] = ServedPack(
+            ref=record.ref,
+            version=record.version,
+            digest=record.digest,
+            source=record.source,
+            active_since=_aware(revision.activated_at if revision else record.updated_at),
+        )
+    return served
+
+
+def last_tests(session: Session) -> dict[str, LastTest]:
+    return {
+        ref: LastTest(
+            status=row.status,
+            passed=row.passed,
+            total=row.total_tests,
+            at=_aware(row.execution_time),
+            version=row.pack_version,
+        )
+        for ref, row in repository.latest_executions(session).items()
+    }
+
+
+def remembered_failures(session: Session) -> dict[str, Failure]:
+    """Rollbacks that are still the latest word on a ref: not retried after a restart."""
+    failures = {}
+    for ref, row in repository.latest_executions(session).items():
+        if row.outcome == "rolled_back" and row.pack_digest:
+            at = _aware(row.execution_time)
+            failures[ref] = Failure(
+                ref=ref,
+                digest=row.pack_digest,
+                kind=FailureKind.DETERMINISTIC,
+                reason=f"tests of {row.pack_version} failed at {at:%Y-%m-%d %H:%M:%S}: "
+                f"{row.gate_reason}",
+                at=at.timestamp(),
+            )
+    return failures
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite returns naive datetimes; attuned stores UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -1,0 +1,114 @@
+"""Derive each pack's status from facts (served packs, plan, step results, memory).
+
+Like Flux's summarisers: nothing assigns a pack state along the way; after each pass the state
+is computed from what happened, so it cannot disagree with the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from attuned.reconcile.apply import StepOutcome, StepResult
+from attuned.reconcile.model import ActionKind, FailureKind, Memory, Plan
+from attuned.report.status import LastTest, PackState, PackStatus
+
+
+@dataclass(frozen=True)
+class ServedPack:
+    ref: str
+    version: str
+    digest: str
+    source: str | None
+    active_since: datetime | None
+
+
+_STATE_OF_ACTION: dict[ActionKind, PackState] = {
+    ActionKind.NOOP: "active",
+    ActionKind.SUSPENDED: "suspended",
+    ActionKind.BLOCKED: "blocked",
+    ActionKind.FAILED: "failed",
+    ActionKind.WAIT: "pending",
+    ActionKind.KEEP: "kept",
+    ActionKind.INSTALL: "pending",
+    ActionKind.UPGRADE: "pending",
+    ActionKind.REINSTALL: "pending",
+    ActionKind.REMOVE: "pending",
+}
+
+
+def derive_packs(
+    previous: Mapping[str, PackStatus],
+    served: Mapping[str, ServedPack],
+    plan: Plan,
+    results: Mapping[str, StepResult],
+    memory: Memory,
+    last_tests: Mapping[str, LastTest],
+    now: datetime,
+) -> dict[str, PackStatus]:
+    actions = plan.by_ref()
+    refs = sorted(
+        set(served) | set(actions) | {r for r, p in previous.items() if p.state == "removed"}
+    )
+    packs: dict[str, PackStatus] = {}
+    for ref in refs:
+        pack = served.get(ref)
+        action = actions.get(ref)
+        result = results.get(ref)
+        before = previous.get(ref)
+        status = PackStatus(
+            state="active",
+            version=pack.version if pack else None,
+            digest=pack.digest if pack else None,
+            source=pack.source if pack else None,
+            active_since=pack.active_since if pack else None,
+            last_test=last_tests.get(ref),
+        )
+        if action is not None:
+            status.state = _STATE_OF_ACTION[action.kind]
+            status.reason = action.reason
+            candidate = action.candidate
+            if candidate is not None:
+                status.source = status.source or candidate.source
+                if pack is None or candidate.digest != pack.digest:
+                    status.desired_version = candidate.version
+        elif pack is None and before is not None:
+            status = before  # removed earlier: keep saying so
+        if result is not None:
+            _apply_result(status, result, memory, now)
+        if status.state in ("failed", "pending", "blocked") and status.last_error is None:
+            failure = memory.failures.get(ref)
+            if before is not None and before.last_error:
+                status.last_error, status.last_error_at = before.last_error, before.last_error_at
+            elif failure is not None:
+                status.last_error = failure.reason
+        if status.state == "active" and pack is None:
+            status.state = "removed" if before is not None else "pending"
+        packs[ref] = status
+    return packs
+
+
+def _apply_result(status: PackStatus, result: StepResult, memory: Memory, now: datetime) -> None:
+    if result.outcome is StepOutcome.DONE:
+        if result.action.kind is ActionKind.REMOVE:
+            status.state, status.version, status.digest = "removed", None, None
+            status.active_since = None
+        else:
+            status.state = "active"
+            status.desired_version = None
+        status.reason = result.action.reason
+        status.last_error = status.last_error_at = None
+        return
+    if result.outcome is StepOutcome.SKIPPED:
+        status.state, status.reason = "pending", result.error or "not attempted"
+        return
+    failure = memory.failures.get(result.ref)
+    deterministic = (failure.kind if failure else result.failure_kind) is FailureKind.DETERMINISTIC
+    status.state = "failed" if deterministic else "pending"
+    status.last_error, status.last_error_at = result.error, now
+    version = result.action.candidate.version if result.action.candidate else "?"
+    if status.version is not None:
+        status.reason = f"serving {status.version}; {version} failed at {now:%H:%M:%S}"
+    else:
+        status.reason = f"{version} failed at {now:%H:%M:%S}"

@@ -1,0 +1,106 @@
+"""The status file: what the daemon is doing and the state of every pack, as small JSON.
+
+The daemon is the only writer; it replaces the file atomically (temp file, fsync, rename), so
+readers (`attuned status`, monitoring) never see half a file. No test output goes in here.
+docs/status-file.md documents every field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Phase = Literal["starting", "idle", "reconciling", "degraded", "stopping", "stopped"]
+PackState = Literal["active", "pending", "failed", "blocked", "removed", "suspended", "kept"]
+
+
+class LastTest(BaseModel):
+    status: str
+    passed: int
+    total: int
+    at: datetime
+    version: str
+
+
+class PackStatus(BaseModel):
+    state: PackState
+    version: str | None = Field(None, description="the version being served, if any")
+    digest: str | None = None
+    source: str | None = None
+    active_since: datetime | None = None
+    desired_version: str | None = Field(None, description="what the source wants, if different")
+    reason: str = ""
+    last_test: LastTest | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+
+class SourceStatus(BaseModel):
+    name: str
+    type: str
+    location: str
+    readable: bool = True
+    last_scan: datetime | None = None
+    candidates: int = 0
+    revision: str | None = None
+    error: str | None = None
+    error_since: datetime | None = None
+    invalid: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class ReconcileSummary(BaseModel):
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: int
+    trigger: str
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+class DaemonStatus(BaseModel):
+    version: str
+    pid: int
+    started_at: datetime
+    phase: Phase
+    config_file: str | None = None
+    error: str | None = None
+
+
+class Status(BaseModel):
+    daemon: DaemonStatus
+    updated_at: datetime
+    last_reconcile: ReconcileSummary | None = None
+    sources: list[SourceStatus] = Field(default_factory=list)
+    packs: dict[str, PackStatus] = Field(default_factory=dict)
+    conflicts: list[dict[str, str]] = Field(default_factory=list)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def write_status(path: Path, status: Status) -> None:
+    """Replace `path` atomically: readers see the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = status.model_dump(mode="json")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1, sort_keys=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_status(path: Path) -> Status:
+    return Status.model_validate_json(path.read_text())

@@ -1,0 +1,209 @@
+"""The daemon end to end: a real `attuned run`, real folders, real inotify, real tests."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from attuned.pack.loader import load_pack
+from tests.conftest import EXAMPLES, PASSING_TEST
+from tests.e2e.conftest import DaemonProcess, build_pack
+
+FAILING = "#!/bin/sh\necho 'Total Tests: 2'\necho 'Passed: 1'\necho 'Failed: 1'\nexit 1\n"
+
+
+def served_version(daemon: DaemonProcess, ref: str) -> str | None:
+    link = daemon.root / "state/packs" / ref
+    if not link.is_symlink():
+        return None
+    for line in (link / "pack.yaml").read_text().splitlines():
+        if line.startswith("version:"):
+            return line.split(":", 1)[1].strip().strip("'\"")
+    return None
+
+
+def test_atomic_drop_registers_and_status_says_active(daemon: DaemonProcess) -> None:
+    daemon.drop("hello")
+    pack = daemon.wait_pack("hello", "active", "1.0.0")
+    assert pack["source"] == "local" and pack["last_test"]["status"] == "passed"
+    assert pack["active_since"] is not None and len(pack["digest"]) == 64
+    assert served_version(daemon, "hello") == "1.0.0"
+    listed = daemon.cli("packs", "--json")
+    assert '"ref": "hello"' in listed.stdout
+    [registered] = daemon.events("pack.registered")
+    assert (registered["pack"], registered["source"], registered["digest"]) == (
+        "hello",
+        "local",
+        pack["digest"],
+    )
+    source = daemon.status()["sources"][0]
+    assert (source["name"], source["candidates"], source["error"]) == ("local", 1, None)
+
+
+def test_slow_file_by_file_copy_ends_with_the_final_content(
+    daemon: DaemonProcess, tmp_path: Path
+) -> None:
+    built = build_pack(EXAMPLES / "hello", tmp_path / "built")
+    target = daemon.folder / "hello"
+    for path in sorted(built.rglob("*")):  # pack.yaml first, tests last: half-written states
+        dest = target / path.relative_to(built)
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+        else:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest)
+            time.sleep(0.3)  # longer than the quiet period: the daemon sees partial packs
+    final = load_pack(target).digest
+    daemon.wait_for(
+        lambda s: (
+            s["packs"].get("hello", {}).get("digest") == final
+            and s["packs"]["hello"]["state"] == "active"
+        ),
+        what="the final content active",
+    )
+    assert served_version(daemon, "hello") == "1.0.0"
+    assert (daemon.root / "state/packs/hello/triggers/arrived.yaml").is_file()
+
+
+def test_upgrade_then_failing_upgrade_keeps_the_old_version(daemon: DaemonProcess) -> None:
+    daemon.drop("hello")
+    daemon.wait_pack("hello", "active", "1.0.0")
+    daemon.drop("hello", version="1.1.0")
+    daemon.wait_pack("hello", "active", "1.1.0")
+    assert [e["pack"] for e in daemon.events("pack.upgraded")] == ["hello"]
+    daemon.drop("hello", version="1.2.0", test_script=FAILING)
+    pack = daemon.wait_pack("hello", "failed")
+    assert pack["version"] == "1.1.0" and pack["desired_version"] == "1.2.0"
+    assert pack["reason"].startswith("serving 1.1.0; 1.2.0 failed at ")
+    assert "pass rate 0.5 is below min_pass_rate 1" in pack["last_error"]
+    assert served_version(daemon, "hello") == "1.1.0"
+    [rolled_back] = daemon.events("pack.rolled_back")
+    assert rolled_back["version"] == "1.2.0"
+    # the same failing content is not retested on the next full pass
+    daemon.signal(signal.SIGUSR1)
+    daemon.wait_for(
+        lambda s: (
+            s["last_reconcile"]["trigger"] == "full"
+            and s["last_reconcile"]["finished_at"] > pack["last_error_at"]
+        ),
+        what="resync",
+    )
+    assert len(daemon.events("pack.test.started")) == 3
+
+
+def test_dependency_arriving_later_unblocks(daemon: DaemonProcess) -> None:
+    daemon.drop("welcome")
+    pack = daemon.wait_pack("welcome", "blocked")
+    assert pack["reason"] == "needs hello >=1.0.0,<2, which no source provides"
+    daemon.drop("hello")
+    daemon.wait_pack("welcome", "active", "1.2.0")
+    daemon.wait_pack("hello", "active", "1.0.0")
+
+
+def test_removed_pack_is_pruned_but_not_when_its_source_vanishes(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    daemon = daemon_factory().start()
+    daemon.drop("hello")
+    daemon.drop("failing", test_script=PASSING_TEST)
+    daemon.wait_pack("hello", "active")
+    daemon.wait_pack("failing", "active")
+    shutil.rmtree(daemon.folder / "failing")
+    daemon.wait_pack("failing", "removed")
+    assert served_version(daemon, "failing") is None
+    assert daemon.events("pack.removed")[0]["pack"] == "failing"
+    # "unmount" the folder: unreadable is not empty, nothing is pruned
+    daemon.folder.rename(daemon.root / "unmounted")
+    daemon.signal(signal.SIGUSR1)
+    status = daemon.wait_for(lambda s: s["sources"][0]["error"] is not None, what="source error")
+    assert "does not exist" in status["sources"][0]["error"]
+    assert status["packs"]["hello"]["state"] == "kept"
+    assert served_version(daemon, "hello") == "1.0.0"
+    assert daemon.cli("packs", "--json").stdout.count('"ref"') == 1
+
+
+def test_sighup_adds_a_source_and_sigterm_stops_cleanly(daemon: DaemonProcess) -> None:
+    second = daemon.root / "second"
+    build_pack(EXAMPLES / "hello", second / "hello")
+    daemon.config["sources"].append({"name": "second", "type": "directory", "path": str(second)})
+    daemon.write_config()
+    daemon.signal(signal.SIGHUP)
+    pack = daemon.wait_pack("hello", "active")
+    assert pack["source"] == "second"
+    [reloaded] = daemon.events("daemon.reloaded")
+    assert reloaded["sources_added"] == ["second"]
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 10
+    assert daemon.status()["daemon"]["phase"] == "stopped"
+
+
+def test_sigterm_during_a_test_run_kills_it_and_exits_quickly(daemon: DaemonProcess) -> None:
+    pid_file = daemon.root / "test.pid"
+    daemon.drop("hello", test_script=f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\nwait\n")
+    daemon.wait_for(
+        lambda _s: pid_file.exists() and pid_file.read_text().strip() != "", what="test start"
+    )
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 10
+    assert (
+        not Path(f"/proc/{pid_file.read_text().strip()}").exists()
+        or Path(f"/proc/{pid_file.read_text().strip()}/stat").read_text().split(")")[1].split()[0]
+        == "Z"
+    )
+    assert daemon.cli("packs", "--json").stdout.strip() == "[]"
+    history = daemon.cli("history", "hello", "--json").stdout
+    assert '"outcome": "cancelled"' in history
+
+
+def test_kill_9_mid_test_then_restart_agrees(daemon_factory: Callable[..., DaemonProcess]) -> None:
+    daemon = daemon_factory().start()
+    daemon.drop("hello")
+    daemon.wait_pack("hello", "active", "1.0.0")
+    daemon.drop("hello", version="1.1.0", test_script="#!/bin/sh\nsleep 2\n" + PASSING_TEST[10:])
+    daemon.wait_for(lambda _s: len(daemon.events("pack.test.started")) == 2, what="2nd test")
+    daemon.kill()
+    assert served_version(daemon, "hello") == "1.0.0"  # nothing half-done is visible
+    restarted = daemon.start()
+    pack = restarted.wait_pack("hello", "active", "1.1.0")
+    assert served_version(daemon, "hello") == "1.1.0"
+    shown = daemon.cli("show", "hello", "--json").stdout
+    assert '"version": "1.1.0"' in shown and pack["digest"] in shown
+    versions = sorted(p.name for p in (daemon.root / "state/packs/.versions").iterdir())
+    assert len(versions) == 2  # 1.0.0 kept as an older version, 1.1.0 served
+    assert not list((daemon.root / "state/packs/.staging").iterdir())
+
+
+def test_second_daemon_on_the_same_state_dir_is_refused(daemon: DaemonProcess) -> None:
+    proc = daemon.cli("reconcile", "--once")
+    assert proc.returncode == 1 and "another attuned" in proc.stderr
+
+
+def test_suspend_and_resume(daemon: DaemonProcess) -> None:
+    daemon.drop("hello")
+    daemon.wait_pack("hello", "active", "1.0.0")
+    assert daemon.cli("suspend", "hello").returncode == 0
+    daemon.wait_pack("hello", "suspended")
+    daemon.drop("hello", version="2.0.0")
+    time.sleep(1.0)
+    assert daemon.pack("hello")["state"] == "suspended"  # type: ignore[index]
+    assert served_version(daemon, "hello") == "1.0.0"
+    assert daemon.cli("resume", "hello").returncode == 0
+    daemon.wait_pack("hello", "active", "2.0.0")
+
+
+def test_status_command_renders_the_file(daemon: DaemonProcess) -> None:
+    daemon.drop("hello")
+    daemon.wait_pack("hello", "active")
+    out = daemon.cli("status").stdout
+    assert "hello" in out and "active" in out and "source local" in out
+
+
+def test_sigint_stops_too_and_releases_the_state_dir(daemon: DaemonProcess) -> None:
+    daemon.signal(signal.SIGINT)
+    assert daemon.proc is not None and daemon.proc.wait(timeout=10) == 0
+    assert daemon.cli("reconcile", "--once").returncode == 0
