@@ -1,0 +1,266 @@
+"""Content-addressed snapshots: the one copy of a pack that everything after a scan reads.
+
+A user may go on editing a watched folder; tests and activation read `<root>/<digest>`, which
+never changes once it has its name, so the daemon cannot test one content and register
+another. A stat cache keeps an unchanged pack from being read again at every scan.
+
+```
+<state_dir>/snapshots/
+  3f2a9c...e1      one complete, verified copy per content digest
+  .tmp-<uuid>/     a copy in progress (never read; removed by collect_garbage after a crash)
+```
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+
+from attuned.errors import AttunedError, ValidationFailed
+from attuned.pack.content import IGNORED_NAMES, copy_files
+from attuned.pack.loader import Pack, load_pack
+
+TMP_PREFIX = ".tmp-"
+# a file changed less than this long before it was stat'ed is read again next time: a second
+# change within the same timestamp tick (2 s on FAT, one jiffy on ext4) would look like none
+RACY_WINDOW_NS = 2_000_000_000
+_DIGEST_NAME = re.compile(r"^[0-9a-f]{64}$")
+
+# (relpath, mode, size, mtime_ns, ctime_ns, inode) of one file below a pack directory
+FileStat = tuple[str, int, int, int, int, int]
+
+
+class SnapshotChanged(AttunedError):
+    """The pack's files changed while they were being copied; scan again later."""
+
+    def __init__(self, source_dir: Path, reason: str) -> None:
+        self.source_dir = source_dir
+        self.reason = f"{reason}; it will be read again"
+        super().__init__(f"{source_dir}: {self.reason}")
+
+
+class Outcome(StrEnum):
+    CACHED = "cached"  # the stat cache answered: no file content was read
+    REUSED = "reused"  # the content was read, and a snapshot of it existed already
+    MADE = "made"  # a new snapshot was copied and verified
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    pack: Pack  # as loaded from `path`, with warnings naming the user's files
+    path: Path
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What the stat cache compares: the directory itself and every file below it."""
+
+    device: int
+    inode: int
+    files: tuple[FileStat, ...]
+
+    def settled(self, before_ns: int) -> bool:
+        """Whether no file changed after `before_ns` (ctime: a write cannot set it back)."""
+        return all(row[4] < before_ns for row in self.files)
+
+
+def fingerprint(source_dir: Path) -> Fingerprint | None:
+    """Stat every file below `source_dir` (no content is read); None when it cannot be walked."""
+    rows: list[FileStat] = []
+    try:
+        top = os.stat(source_dir)
+        pending = [""]
+        while pending:
+            rel = pending.pop()
+            with os.scandir(source_dir / rel) as entries:
+                for entry in entries:
+                    if entry.name in IGNORED_NAMES:
+                        continue
+                    path = f"{rel}/{entry.name}" if rel else entry.name
+                    info = entry.stat(follow_symlinks=False)
+                    if stat.S_ISDIR(info.st_mode):
+                        pending.append(path)
+                    else:
+                        rows.append(
+                            (
+                                path,
+                                info.st_mode,
+                                info.st_size,
+                                info.st_mtime_ns,
+                                info.st_ctime_ns,
+                                info.st_ino,
+                            )
+                        )
+    except OSError:
+        return None
+    return Fingerprint(top.st_dev, top.st_ino, tuple(sorted(rows)))
+
+
+class SnapshotStore:
+    """Validated, verified copies of packs under `root`, one directory per content digest.
+
+    Thread-safe: sources scanned in parallel may share one store. `before_copy`, called with
+    the source directory between reading and copying it, lets tests edit a pack at the worst
+    moment.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        racy_window_ns: int = RACY_WINDOW_NS,
+        before_copy: Callable[[Path], object] | None = None,
+    ) -> None:
+        self.root = root
+        self.racy_window_ns = racy_window_ns
+        self.bytes_hashed = 0  # file content read to compute digests, source and copies
+        self._before_copy = before_copy
+        self._lock = threading.Lock()
+        self._cache: dict[Path, tuple[Fingerprint, Snapshot]] = {}
+        self._in_progress: set[Path] = set()
+
+    def snapshot(self, source_dir: Path) -> tuple[Pack, Path]:
+        """The pack in `source_dir`, validated and frozen: (Pack loaded from the copy, its path)."""
+        taken = self.capture(source_dir)
+        return taken.pack, taken.path
+
+    def capture(self, source_dir: Path, *, use_cache: bool = True) -> Snapshot:
+        """`snapshot()` that also says whether it read anything (`use_cache=False`: a
+        directory that will not be seen again, such as an extracted archive).
+
+        Raises ValidationFailed naming the user's files, or SnapshotChanged.
+        """
+        started = time.time_ns()
+        seen = fingerprint(source_dir) if use_cache else None
+        if seen is not None:
+            hit = self._cached(source_dir, seen)
+            if hit is not None:
+                return hit
+        taken = self._take(source_dir)
+        if seen is not None and seen.settled(started - self.racy_window_ns):
+            with self._lock:
+                self._cache[source_dir] = (seen, taken)
+        return taken
+
+    def forget(self, source_dir: Path) -> None:
+        """Drop the stat cache entry of a directory that is gone."""
+        with self._lock:
+            self._cache.pop(source_dir, None)
+
+    def collect_garbage(self, keep: set[str]) -> list[Path]:
+        """Delete snapshots whose digest is not in `keep`, and copies a crash left behind.
+
+        The caller keeps every digest still in use: candidates, served packs, running tests.
+        """
+        removed: list[Path] = []
+        with self._lock:
+            busy = set(self._in_progress)
+        for path in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            stale_copy = path.name.startswith(TMP_PREFIX) and path not in busy
+            unused = _DIGEST_NAME.match(path.name) is not None and path.name not in keep
+            if stale_copy or unused:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        with self._lock:
+            gone = set(removed)
+            for source, (_, taken) in list(self._cache.items()):
+                if taken.path in gone:
+                    del self._cache[source]
+        return removed
+
+    def _cached(self, source_dir: Path, seen: Fingerprint) -> Snapshot | None:
+        with self._lock:
+            entry = self._cache.get(source_dir)
+        if entry is None or entry[0] != seen or not entry[1].path.is_dir():
+            return None
+        return replace(entry[1], outcome=Outcome.CACHED)
+
+    def _take(self, source_dir: Path) -> Snapshot:
+        pack = load_pack(source_dir)  # ValidationFailed here names the user's files
+        self._hashed(pack)
+        final = self.root / pack.digest
+        existing = self._verified(final, pack)
+        if existing is not None:
+            return Snapshot(existing, final, Outcome.REUSED)
+        if self._before_copy is not None:
+            self._before_copy(source_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        with self._lock:
+            self._in_progress.add(tmp)
+        try:
+            copied = self._copy(source_dir, pack, tmp)
+            _install(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            with self._lock:
+                self._in_progress.discard(tmp)
+        # the copy was renamed, not changed: only its path moved
+        return Snapshot(replace(copied, path=final, warnings=pack.warnings), final, Outcome.MADE)
+
+    def _copy(self, source_dir: Path, pack: Pack, tmp: Path) -> Pack:
+        """Copy the validated files and load the copy; it must have the digest just read."""
+        try:
+            copy_files(source_dir, pack.files, tmp)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+            raise SnapshotChanged(
+                source_dir, f"a file vanished while being copied ({exc.filename})"
+            ) from None
+        try:
+            copied = load_pack(tmp)
+        except ValidationFailed:
+            raise SnapshotChanged(
+                source_dir, "files changed while being copied (the copy is no longer valid)"
+            ) from None
+        self._hashed(copied)
+        if copied.digest != pack.digest:
+            raise SnapshotChanged(
+                source_dir,
+                f"files changed while being copied (digest {pack.digest[:12]} "
+                f"became {copied.digest[:12]})",
+            )
+        return copied
+
+    def _verified(self, final: Path, pack: Pack) -> Pack | None:
+        """The existing snapshot of this digest, or None (absent, or damaged and moved away)."""
+        if not final.is_dir():
+            return None
+        try:
+            existing = load_pack(final)
+        except ValidationFailed:
+            existing = None
+        if existing is not None:
+            self._hashed(existing)
+            if existing.digest == pack.digest:
+                return replace(existing, warnings=pack.warnings)
+        # damaged (say a power cut before the data reached the disk): replace it
+        trash = final.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}")
+        os.rename(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        return None
+
+    def _hashed(self, pack: Pack) -> None:
+        with self._lock:
+            self.bytes_hashed += sum(f.size for f in pack.files)
+
+
+def _install(tmp: Path, final: Path) -> None:
+    """Give the verified copy its name; a concurrent twin that won the race is as good.
+
+    No fsync: a snapshot damaged by a power cut is caught by the digest check on reuse.
+    """
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if not final.is_dir():
+            raise

@@ -1,0 +1,296 @@
+"""A watched folder as a source: each pack directory or archive in it is a wanted pack.
+
+A folder that is missing or cannot be listed is *unreadable*, never empty: an unmounted disk
+must not look like "the operator deleted every pack", or the planner would prune them all.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from attuned.errors import Problem, ValidationFailed
+from attuned.pack.content import IGNORED_NAMES
+from attuned.pack.manifest import MANIFEST_NAME
+from attuned.reconcile.archive import ArchiveLimits, extract_archive, is_archive
+from attuned.reconcile.model import Candidate, InvalidCandidate, Requirement, SourceState
+from attuned.reconcile.snapshots import Outcome, Snapshot, SnapshotChanged, SnapshotStore
+from attuned.reconcile.sources.base import ScanResult
+from attuned.yamlfile import read_yaml
+
+IGNORED_SUFFIXES = (".tmp", ".part")
+STALE_SCRATCH_SECONDS = 3600  # younger extractions may belong to a scan still running
+# a broken pack.yaml may still name its pack on a line of its own
+_REF_LINE = re.compile(r"^ref:\s*[\"']?([a-z][a-z0-9_-]*)[\"']?\s*(?:#.*)?$", re.MULTILINE)
+# what reading one entry can fail with, short of a bug
+_ENTRY_ERRORS = (ValidationFailed, SnapshotChanged, OSError, UnicodeError)
+
+Result = Candidate | InvalidCandidate
+_COUNTED = {
+    Outcome.MADE: "snapshots_made",
+    Outcome.REUSED: "snapshots_reused",
+    Outcome.CACHED: "cache_hits",
+}
+
+
+def ignored(name: str) -> bool:
+    """Names a pack is dropped under before its final rename: `cp -r x .x && mv .x x`."""
+    return name.startswith(".") or name.endswith(IGNORED_SUFFIXES)
+
+
+class Unreadable(Exception):
+    """The folder itself cannot be read this pass: know nothing, prune nothing."""
+
+
+@dataclass(frozen=True)
+class _ArchiveSeen:
+    key: tuple[int, ...]  # device, inode, size, mtime_ns, ctime_ns of the archive file
+    result: Result
+
+
+class DirectorySource:
+    """Every immediate child of `path` with a pack.yaml, and every pack archive dropped in it."""
+
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        snapshots: SnapshotStore,
+        *,
+        prune: bool = True,
+        archive_limits: ArchiveLimits | None = None,
+        work_dir: Path,
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.prune = prune
+        self.archive_limits = archive_limits or ArchiveLimits()
+        self.work_dir = work_dir
+        self._snapshots = snapshots
+        self._lock = threading.Lock()
+        self._archives: dict[str, _ArchiveSeen] = {}
+        self._refs: dict[str, str] = {}  # entry -> ref it last had: a hint when it breaks
+        self._dirs: set[str] = set()
+        self._device: int | None = None  # of the folder, when it last had entries
+        self._scratch_swept = False
+        self._bases = {Path(os.path.abspath(path)), Path(os.path.realpath(path))}
+
+    def scan(self) -> ScanResult:
+        """Snapshot every entry now; never raises for bad input (it becomes InvalidCandidate)."""
+        with self._lock:
+            try:
+                names = self._list()
+            except Unreadable as exc:
+                state = SourceState(self.name, readable=False, prune=self.prune, error=str(exc))
+                return ScanResult(state=state)
+            return self._scan(names)
+
+    def entry_for(self, changed: Path) -> str | None:
+        """The entry a filesystem event belongs to (the key to debounce on), or None if ignored."""
+        absolute = Path(os.path.abspath(changed))
+        for base in self._bases:
+            if not absolute.is_relative_to(base):
+                continue
+            parts = absolute.relative_to(base).parts
+            if not parts or ignored(parts[0]) or IGNORED_NAMES.intersection(parts[1:]):
+                return None
+            return parts[0]
+        return None
+
+    def _list(self) -> list[str]:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            raise Unreadable(f"{self.path} does not exist") from None
+        except OSError as exc:
+            raise Unreadable(f"cannot stat {self.path}: {exc.strerror or exc}") from None
+        if not stat.S_ISDIR(info.st_mode):
+            raise Unreadable(f"{self.path} is not a directory")
+        try:
+            names = sorted(n for n in os.listdir(self.path) if not ignored(n))
+        except OSError as exc:
+            raise Unreadable(f"cannot list {self.path}: {exc.strerror or exc}") from None
+        if not names and self._device not in (None, info.st_dev):
+            raise Unreadable(
+                f"{self.path} is empty and on another device than when it held packs: "
+                "is a mount missing?"
+            )
+        if names:
+            self._device = info.st_dev
+        return names
+
+    def _scan(self, names: list[str]) -> ScanResult:
+        stats = dict.fromkeys(
+            ("entries", "candidates", "invalid", "skipped", *_COUNTED.values()), 0
+        )
+        stats["entries"] = len(names)
+        candidates: list[Candidate] = []
+        invalid: list[InvalidCandidate] = []
+        dirs: set[str] = set()
+        for entry in names:
+            result, outcome = self._read_entry(entry, dirs)
+            if outcome is not None:
+                stats[_COUNTED[outcome]] += 1
+            if isinstance(result, Candidate):
+                candidates.append(result)
+                self._refs[entry] = result.ref
+            elif isinstance(result, InvalidCandidate):
+                invalid.append(result)
+            else:
+                stats["skipped"] += 1
+        self._forget_gone(set(names), dirs)
+        stats["candidates"] = len(candidates)
+        stats["invalid"] = len(invalid)
+        state = SourceState(self.name, readable=True, prune=self.prune)
+        return ScanResult(state, tuple(candidates), tuple(invalid), stats=stats)
+
+    def _read_entry(self, entry: str, dirs: set[str]) -> tuple[Result | None, Outcome | None]:
+        path = self.path / entry
+        try:
+            info = os.stat(path)  # follows a symlink to a pack: its content is copied anyway
+        except FileNotFoundError:
+            return None, None  # removed since the listing
+        except OSError as exc:
+            return self._invalid(entry, _problems_of(exc, path), None), None
+        if stat.S_ISDIR(info.st_mode):
+            if not os.path.lexists(path / MANIFEST_NAME):
+                return None, None  # a folder that is not a pack (yet)
+            dirs.add(entry)
+            return self._read_pack_dir(entry, path)
+        if stat.S_ISREG(info.st_mode) and is_archive(entry):
+            return self._read_archive(entry, path, info)
+        return None, None
+
+    def _read_pack_dir(self, entry: str, path: Path) -> tuple[Result, Outcome | None]:
+        try:
+            taken = self._capture(path, use_cache=True)
+        except _ENTRY_ERRORS as exc:
+            hint = _ref_hint(path / MANIFEST_NAME)
+            return self._invalid(entry, _problems_of(exc, path), hint), None
+        return self._candidate(entry, taken), taken.outcome
+
+    def _read_archive(
+        self, entry: str, path: Path, info: os.stat_result
+    ) -> tuple[Result, Outcome | None]:
+        """Extract, snapshot, discard the extraction; an unchanged archive is not opened again."""
+        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        seen = self._archives.get(entry)
+        if seen is not None and seen.key == key and _still_there(seen.result):
+            return seen.result, Outcome.CACHED
+        settled = info.st_ctime_ns < time.time_ns() - self._snapshots.racy_window_ns
+        result, outcome, deterministic = self._extract_and_capture(entry, path)
+        if settled and deterministic:
+            self._archives[entry] = _ArchiveSeen(key, result)
+        return result, outcome
+
+    def _extract_and_capture(
+        self, entry: str, archive: Path
+    ) -> tuple[Result, Outcome | None, bool]:
+        """(result, outcome, whether the same archive would give the same result again)."""
+        try:
+            scratch = Path(tempfile.mkdtemp(dir=self._scratch_parent()))
+        except OSError as exc:  # attuned's own disk, not the archive: try again next time
+            return self._invalid(entry, _problems_of(exc, archive), None), None, False
+        extracted = scratch / "archive"
+        root: Path | None = None
+        try:
+            root = extract_archive(archive, extracted, self.archive_limits)
+            taken = self._capture(root, use_cache=False)
+        except _ENTRY_ERRORS as exc:
+            problems = [_rebased(p, extracted, archive) for p in _problems_of(exc, archive)]
+            hint = _ref_hint(root / MANIFEST_NAME) if root is not None else None
+            return self._invalid(entry, problems, hint), None, isinstance(exc, ValidationFailed)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return self._candidate(entry, taken), taken.outcome, True
+
+    def _scratch_parent(self) -> Path:
+        """`<work_dir>/<source>/`, rid of what a crash left there an hour or more ago."""
+        parent = self.work_dir / self.name
+        parent.mkdir(parents=True, exist_ok=True)
+        if not self._scratch_swept:
+            self._scratch_swept = True
+            for old in parent.iterdir():
+                if old.lstat().st_mtime < time.time() - STALE_SCRATCH_SECONDS:
+                    shutil.rmtree(old, ignore_errors=True)
+        return parent
+
+    def _capture(self, path: Path, *, use_cache: bool) -> Snapshot:
+        """One retry when the pack changed under the copy: an editor's save is quick."""
+        try:
+            return self._snapshots.capture(path, use_cache=use_cache)
+        except SnapshotChanged:
+            return self._snapshots.capture(path, use_cache=use_cache)
+
+    def _candidate(self, entry: str, taken: Snapshot) -> Candidate:
+        manifest = taken.pack.manifest
+        return Candidate(
+            ref=manifest.ref,
+            version=manifest.version,
+            digest=taken.pack.digest,
+            source=self.name,
+            snapshot=taken.path,
+            entry=entry,
+            requires=tuple(Requirement(d.ref, d.version) for d in manifest.dependencies),
+        )
+
+    def _invalid(self, entry: str, problems: list[Problem], hint: str | None) -> InvalidCandidate:
+        # no ref readable now: the one this entry last had keeps its served version safe
+        rendered = tuple(str(p) for p in problems)
+        return InvalidCandidate(self.name, entry, "", rendered, hint or self._refs.get(entry))
+
+    def _forget_gone(self, names: set[str], dirs: set[str]) -> None:
+        for entry in self._dirs - dirs:
+            self._snapshots.forget(self.path / entry)
+        self._dirs = dirs
+        for entry in set(self._archives) - names:
+            del self._archives[entry]
+        for entry in set(self._refs) - names:
+            del self._refs[entry]
+
+
+def _problems_of(exc: Exception, pack_dir: Path) -> list[Problem]:
+    """What went wrong with one entry, each naming a file where one is known."""
+    if isinstance(exc, ValidationFailed):
+        return list(exc.problems)
+    if isinstance(exc, SnapshotChanged):
+        return [Problem(exc.source_dir, exc.reason)]
+    if isinstance(exc, UnicodeError):
+        return [Problem(pack_dir, "a file name is not UTF-8 text; rename it")]
+    if isinstance(exc, OSError) and exc.filename:
+        return [Problem(Path(os.fsdecode(exc.filename)), exc.strerror or str(exc))]
+    return [Problem(pack_dir, str(exc))]
+
+
+def _rebased(problem: Problem, old: Path, new: Path) -> Problem:
+    """Name a file inside an extracted archive as `<archive>/<member>`, not as a scratch path."""
+    if problem.file is None or not problem.file.is_relative_to(old):
+        return problem
+    return replace(problem, file=new / problem.file.relative_to(old))
+
+
+def _ref_hint(manifest: Path) -> str | None:
+    """The `ref:` of a pack.yaml that is otherwise invalid, so its served version is kept."""
+    try:
+        data = read_yaml(manifest)
+    except ValidationFailed:
+        data = None
+    if isinstance(data, dict):
+        ref = data.get("ref")
+        return ref if isinstance(ref, str) else None
+    try:
+        match = _REF_LINE.search(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return None
+    return match[1] if match else None
+
+
+def _still_there(result: Result) -> bool:
+    return not isinstance(result, Candidate) or result.snapshot.is_dir()
