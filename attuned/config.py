@@ -59,6 +59,11 @@ class DirectorySourceConfig(_Section):
     prune: bool | None = Field(default=None, description="default: reconcile.prune")
     skip_tests: bool = False
     force: bool = Field(default=False, description="register even when tests fail")
+    create: bool = Field(
+        default=False,
+        description="create the folder at start; off by default, because a missing folder "
+        "usually means a missing mount",
+    )
 
     @model_validator(mode="after")
     def _name(self) -> DirectorySourceConfig:
@@ -118,7 +123,7 @@ class AttunedConfig(_Section):
 def default_config() -> AttunedConfig:
     """No file anywhere: state under ./var and one watched folder, ./packs.d."""
     return AttunedConfig(
-        sources=[DirectorySourceConfig(name="packs.d", path=DEFAULT_WATCHED_FOLDER)]
+        sources=[DirectorySourceConfig(name="packs.d", path=DEFAULT_WATCHED_FOLDER, create=True)]
     )
 
 

@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -16,37 +18,71 @@ from tests.conftest import REPO
 def quick_start_commands() -> list[str]:
     text = (REPO / "README.md").read_text()
     section = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.+?)\n```", section)
+    return re.findall(r"```sh\n(.+?)\n```", section, flags=re.DOTALL)
 
 
 def test_readme_opens_with_two_commands_and_ci_runs_the_second() -> None:
     commands = quick_start_commands()
-    assert len(commands) == 2
+    assert len(commands) == 3  # the two commands, then the example drop
     assert commands[1] in (REPO / ".ci/run").read_text().splitlines()
 
 
-def test_first_command_registers_the_sample_pack_and_can_be_repeated(tmp_path: Path) -> None:
+def test_first_command_starts_the_daemon_and_the_example_drop_works(tmp_path: Path) -> None:
     install, _, attuned_part = quick_start_commands()[0].rpartition(" && ")
     assert ".venv/bin/pip install" in install and attuned_part.startswith(".venv/bin/attuned ")
     shutil.copytree(REPO / "config", tmp_path / "config")
     shutil.copytree(REPO / "examples", tmp_path / "examples")
-    args = attuned_part.split()[1:]
     env = {k: v for k, v in os.environ.items() if k != "ATTUNED_CONFIG"}
-    for _ in range(2):  # a second run upgrades in place instead of failing
-        subprocess.run(
-            [sys.executable, "-m", "attuned", *args],
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "attuned", *attuned_part.split()[1:]],
             cwd=tmp_path,
             env=env,
-            check=True,
-            capture_output=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
-    listed = subprocess.run(
-        [sys.executable, "-m", "attuned", "packs", "--json", "--config", "config/attuned.yaml"],
-        cwd=tmp_path,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    assert [p["ref"] for p in json.loads(listed)] == ["hello"]
-    assert (tmp_path / "var/attuned.db").is_file() and (tmp_path / "var/packs/hello").is_symlink()
+    try:
+        status_file = tmp_path / "var/status.json"
+        wait(
+            lambda: (
+                status_file.exists()
+                and json.loads(status_file.read_text())["daemon"]["phase"] == "idle"
+            )
+        )
+        started = [
+            json.loads(line) for line in log.read_text().splitlines() if '"daemon.started"' in line
+        ]
+        assert started and f"drop packs into {tmp_path / 'packs.d'}" in started[0]["message"]
+        drop, show = quick_start_commands()[2].splitlines()
+        subprocess.run(drop, shell=True, cwd=tmp_path, check=True)  # noqa: S602 - README text
+        wait(
+            lambda: (
+                json.loads(status_file.read_text())["packs"].get("hello", {}).get("state")
+                == "active"
+            )
+        )
+        shown = subprocess.run(
+            [sys.executable, "-m", "attuned", *show.split()[1:]],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "hello" in shown and "active" in shown
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=15) == 0
+
+
+def wait(condition: object, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():  # type: ignore[operator]
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError("timed out")

@@ -385,10 +385,12 @@ def test_revisions_record_each_activation(registry: Registry, make_pack: PackFac
     assert all(r.deactivated_at is not None for r in rows)
 
 
-def test_old_versions_are_kept_up_to_the_limit(database: Database, tmp_path: Path,
-                                               make_pack: PackFactory) -> None:
-    registry = Registry(database, PackStore(tmp_path / "packs"),
-                        TestExecutor(ExecutorSettings()), keep_versions=2)
+def test_old_versions_are_kept_up_to_the_limit(
+    database: Database, tmp_path: Path, make_pack: PackFactory
+) -> None:
+    registry = Registry(
+        database, PackStore(tmp_path / "packs"), TestExecutor(ExecutorSettings()), keep_versions=2
+    )
     for minor in range(4):
         registry.register(make_pack(version=f"1.{minor}.0"), replace=True)
     kept = sorted(p.name.split("-")[1] for p in registry.store.versions.iterdir())

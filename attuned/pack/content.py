@@ -35,7 +35,11 @@ def list_files(pack_dir: Path) -> list[PackFile]:
     problems: list[Problem] = []
     files: list[PackFile] = []
     root = str(pack_dir)
-    for dirpath, dirnames, filenames in os.walk(root):
+
+    def unreadable(error: OSError) -> None:
+        problems.append(Problem(Path(error.filename or root), f"cannot read: {error.strerror}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
         for name in [*dirnames, *sorted(f for f in filenames if not _ignored(f))]:
             full = os.path.join(dirpath, name)  # os.walk speaks strings

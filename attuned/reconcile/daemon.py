@@ -157,9 +157,6 @@ class Daemon:
         self.lock.acquire()
         try:
             self._install_signals()
-            if self.config.path is None:  # built-in defaults: make the folder to drop into
-                for source in self.config.sources:
-                    source.path.mkdir(parents=True, exist_ok=True)
             self._configure_sources(self.config)
             self._debouncer = Debouncer(self.config.reconcile.quiet_period, self._debounced)
             self._watcher = FolderWatcher(self._changed)
@@ -279,6 +276,9 @@ class Daemon:
     # -- configuration ------------------------------------------------------------------------
 
     def _configure_sources(self, config: AttunedConfig) -> None:
+        for source in config.sources:
+            if source.create:
+                source.path.mkdir(parents=True, exist_ok=True)
         work_dir = config.state_dir / "work"
         self.sources = {
             c.name: DirectorySource(

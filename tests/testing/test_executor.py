@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from attuned.testing import (
@@ -188,16 +189,13 @@ def test_missing_entry_point_is_an_error_case(run_pack):
     assert result.failed == 1
 
 
-def test_result_path_outside_the_pack_is_refused(run_pack):
-    result = run_pack(
-        {"tests/run.sh": summary(1, 1)},
-        {"s": shell("tests/run.sh", result_format="junit")},
-        testing={"result_path": "../elsewhere"},
-    )
-
-    (case,) = result.test_suites[0].test_cases
-    assert case.status is CaseStatus.ERROR
-    assert "not inside the pack" in (case.error_message or "")
+def test_result_path_outside_the_pack_is_refused_before_anything_runs(run_pack):
+    with pytest.raises(pydantic.ValidationError, match="must be a path inside the pack"):
+        run_pack(
+            {"tests/run.sh": summary(1, 1)},
+            {"s": shell("tests/run.sh", result_format="junit")},
+            testing={"result_path": "../elsewhere"},
+        )
 
 
 # --- environment ----------------------------------------------------------------------------
