@@ -207,3 +207,35 @@ def test_sigint_stops_too_and_releases_the_state_dir(daemon: DaemonProcess) -> N
     daemon.signal(signal.SIGINT)
     assert daemon.proc is not None and daemon.proc.wait(timeout=10) == 0
     assert daemon.cli("reconcile", "--once").returncode == 0
+
+
+def test_periodic_resync_repairs_drift(daemon_factory: Callable[..., DaemonProcess]) -> None:
+    daemon = daemon_factory(resync_interval=1).start()
+    daemon.drop("hello")
+    pack = daemon.wait_pack("hello", "active")
+    served = daemon.root / "state/packs/hello/actions/greet.sh"
+    served.write_text("echo tampered\n")  # someone edits the store behind attuned's back
+    daemon.wait_for(lambda _s: bool(daemon.events("pack.drift.repaired")), what="drift repair")
+    assert "tampered" not in served.read_text()
+    assert daemon.pack("hello")["digest"] == pack["digest"]  # type: ignore[index]
+    assert daemon.events("pack.drift.repaired")[0]["pack"] == "hello"
+
+
+def test_independent_packs_are_tested_in_parallel(daemon: DaemonProcess) -> None:
+    """Each pack's test waits for the other's to be running: passes only when concurrent."""
+    rendezvous = daemon.root / "rendezvous"
+    rendezvous.mkdir()
+
+    def meet(me: str, other: str) -> str:
+        return (
+            f"#!/bin/sh\ntouch {rendezvous}/{me}\ni=0\n"
+            f"while [ ! -e {rendezvous}/{other} ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done\n"
+            f"[ -e {rendezvous}/{other} ] || exit 1\n" + PASSING_TEST[10:]
+        )
+
+    for name, other in (("hello", "failing"), ("failing", "hello")):
+        build_pack(EXAMPLES / name, daemon.folder / f".{name}", test_script=meet(name, other))
+    for name in ("hello", "failing"):  # both in place before the first pass scans the folder
+        (daemon.folder / f".{name}").rename(daemon.folder / name)
+    daemon.wait_pack("hello", "active")
+    daemon.wait_pack("failing", "active")
