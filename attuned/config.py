@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    model_validator,
+)
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from attuned.errors import ConfigError, Problem, ValidationFailed
 from attuned.pack.manifest import check_ref
@@ -19,6 +29,7 @@ from attuned.testing.settings import ExecutorSettings
 from attuned.yamlfile import load_model, read_yaml
 
 ENV_CONFIG = "ATTUNED_CONFIG"
+ENV_PREFIX = "ATTUNED_"  # ATTUNED_DATABASE__URL=... overrides database.url
 DEFAULT_LOCATIONS = (Path("attuned.yaml"), Path("/etc/attuned/attuned.yaml"))
 DEFAULT_WATCHED_FOLDER = Path("./packs.d")
 
@@ -38,6 +49,9 @@ class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a terminal, JSON otherwise"
+    )
+    file: Path | None = Field(
+        default=None, description="also append JSON lines here; reopened after logrotate moves it"
     )
 
 
@@ -71,13 +85,32 @@ class DirectorySourceConfig(_Section):
         return self
 
 
-SourceConfig = Annotated[DirectorySourceConfig, Field(discriminator="type")]
+def _source_type(value: Any) -> str:
+    """The `type` of a source entry; `directory` when left out."""
+    if isinstance(value, dict):
+        return str(value.get("type", "directory"))
+    return str(getattr(value, "type", "directory"))
+
+
+SourceConfig = Annotated[
+    Annotated[DirectorySourceConfig, Tag("directory")],
+    Discriminator(_source_type),
+]
+
+
+def _systemd_dir(variable: str, fallback: Path) -> Path:
+    """systemd's StateDirectory= etc. (first entry) when running as a unit, else `fallback`."""
+    value = os.environ.get(variable, "").split(":")[0]
+    return Path(value) if value else fallback
 
 
 class AttunedConfig(_Section):
-    state_dir: Path = Path("./var")
+    state_dir: Path = Field(default_factory=lambda: _systemd_dir("STATE_DIRECTORY", Path("./var")))
     packs_dir: Path | None = None
     status_file: Path | None = None
+    metrics_file: Path | None = Field(
+        default=None, description="Prometheus textfile (node_exporter textfile collector)"
+    )
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
@@ -104,7 +137,9 @@ class AttunedConfig(_Section):
 
     @property
     def status_path(self) -> Path:
-        return self.status_file if self.status_file is not None else self.state_dir / "status.json"
+        if self.status_file is not None:
+            return self.status_file
+        return _systemd_dir("RUNTIME_DIRECTORY", self.state_dir) / "status.json"
 
     @property
     def snapshots_path(self) -> Path:
@@ -120,34 +155,87 @@ class AttunedConfig(_Section):
         return self.reconcile.prune if source.prune is None else source.prune
 
 
+# no file anywhere: state under ./var and one watched folder, ./packs.d
+_DEFAULTS: dict[str, Any] = {
+    "sources": [
+        {
+            "name": "packs.d",
+            "type": "directory",
+            "path": str(DEFAULT_WATCHED_FOLDER),
+            "create": True,
+        }
+    ]
+}
+
+
 def default_config() -> AttunedConfig:
     """No file anywhere: state under ./var and one watched folder, ./packs.d."""
-    return AttunedConfig(
-        sources=[DirectorySourceConfig(name="packs.d", path=DEFAULT_WATCHED_FOLDER, create=True)]
-    )
+    return AttunedConfig.model_validate(_DEFAULTS)
 
 
 def find_config(explicit: Path | None) -> Path | None:
-    """`--config`, then $ATTUNED_CONFIG, then ./attuned.yaml, then /etc/attuned/attuned.yaml."""
+    """`--config`, then $ATTUNED_CONFIG, then ./attuned.yaml, then
+    $CONFIGURATION_DIRECTORY/attuned.yaml (under systemd), then /etc/attuned/attuned.yaml."""
     if explicit is not None:
         return explicit
     if os.environ.get(ENV_CONFIG):
         return Path(os.environ[ENV_CONFIG])
-    return next((p for p in DEFAULT_LOCATIONS if p.is_file()), None)
+    locations = list(DEFAULT_LOCATIONS)
+    if os.environ.get("CONFIGURATION_DIRECTORY"):
+        locations.insert(1, _systemd_dir("CONFIGURATION_DIRECTORY", Path()) / "attuned.yaml")
+    return next((p for p in locations if p.is_file()), None)
+
+
+class _FromEnvironment(AttunedConfig, BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore"
+    )
+
+
+def environment_overrides() -> dict[str, Any]:
+    """`ATTUNED_<KEY>[__<SUBKEY>]` variables, parsed by pydantic-settings (JSON for lists)."""
+    source = EnvSettingsSource(_FromEnvironment, env_prefix=ENV_PREFIX, env_nested_delimiter="__")
+    return dict(source())
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def load_config(explicit: Path | None = None) -> AttunedConfig:
-    """The configuration to run with; built-in defaults when no file exists anywhere."""
+    """The configuration to run with: the file (or built-in defaults) plus environment
+    overrides, which win, so a deployment can set a secret URL without editing the file."""
     path = find_config(explicit)
+    overrides = environment_overrides()
     if path is None:
-        return default_config()
+        try:
+            return AttunedConfig.model_validate(_merge(_DEFAULTS, overrides))
+        except PydanticValidationError as exc:
+            raise ConfigError(
+                [
+                    Problem(
+                        None,
+                        f"environment {ENV_PREFIX}*: {e['msg']}",
+                        field=".".join(str(p) for p in e["loc"]),
+                    )
+                    for e in exc.errors(include_url=False)
+                ]
+            ) from None
     if not path.is_file():
         raise ConfigError([Problem(path, "config file not found")])
     data = read_yaml(path)
     if data is None:  # an empty file means all defaults
         data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(path, "expected a mapping at the top", 1)])
     try:
-        config = load_model(path, AttunedConfig, data)
+        config = load_model(path, AttunedConfig, _merge(data, overrides))
     except ValidationFailed as exc:
         raise ConfigError(exc.problems) from None
     config._path = path

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from attuned.cli import (
+    config,
     db,
     history,
     packs,
@@ -46,6 +47,7 @@ VERBS = (
     history,
     unregister,
     db,
+    config,
 )
 
 

@@ -20,5 +20,10 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_of(args)
     fmt = config.log.format
-    configure_logging(config.log.level, sys.stdout, json=None if fmt == "auto" else fmt == "json")
+    configure_logging(
+        config.log.level,
+        sys.stdout,
+        json=None if fmt == "auto" else fmt == "json",
+        file=config.log.file,
+    )
     return Daemon(config).run()

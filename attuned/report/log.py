@@ -7,8 +7,10 @@ Tracebacks are rendered without local variables so secrets never reach the log.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, TextIO
 
 import structlog
@@ -51,12 +53,67 @@ class Event(StrEnum):
     DB_MIGRATED = "db.migrated"
 
 
+class ReopeningFile:
+    """An append-only log file that follows logrotate: when the path no longer names the file
+    we hold (moved or deleted), the next write reopens it, like logging.WatchedFileHandler."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = self._open()
+
+    def _open(self) -> TextIO:
+        return self.path.open("a", encoding="utf-8")
+
+    def _moved(self) -> bool:
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        held = os.fstat(self._handle.fileno())
+        return (on_disk.st_dev, on_disk.st_ino) != (held.st_dev, held.st_ino)
+
+    def write(self, text: str) -> int:
+        if self._moved():
+            self._handle.close()
+            self._handle = self._open()
+        return self._handle.write(text)
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+class _Tee:
+    """Each log line to the main stream (stdout/journald) and to the log file."""
+
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
 def configure_logging(
-    level: str = "info", stream: TextIO | None = None, json: bool | None = None
+    level: str = "info",
+    stream: TextIO | None = None,
+    json: bool | None = None,
+    file: Path | None = None,
 ) -> None:
-    """JSON lines (default when `stream` is not a terminal), else a readable console form."""
+    """JSON lines (default when `stream` is not a terminal), else a readable console form;
+    with `file`, the same lines (always JSON) are appended there too."""
     stream = stream if stream is not None else sys.stderr
     as_json = json if json is not None else not stream.isatty()
+    if file is not None:
+        as_json = True  # one format for both: files are read by machines
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if as_json
@@ -75,7 +132,9 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=structlog.PrintLoggerFactory(
+            _Tee(stream, ReopeningFile(file)) if file is not None else stream  # type: ignore[arg-type]
+        ),
         cache_logger_on_first_use=False,
     )
 
