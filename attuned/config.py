@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 
 from attuned.errors import ConfigError, Problem, ValidationFailed
 from attuned.pack.manifest import check_ref
+from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.testing.settings import ExecutorSettings
 from attuned.yamlfile import load_model, read_yaml
 
@@ -93,7 +94,7 @@ def _source_type(value: Any) -> str:
 
 
 SourceConfig = Annotated[
-    Annotated[DirectorySourceConfig, Tag("directory")],
+    Annotated[DirectorySourceConfig, Tag("directory")] | Annotated[GitSourceConfig, Tag("git")],
     Discriminator(_source_type),
 ]
 
@@ -151,7 +152,16 @@ class AttunedConfig(_Section):
             return self.database.url
         return f"sqlite:///{(self.state_dir / 'attuned.db').absolute()}"
 
-    def prunes(self, source: DirectorySourceConfig) -> bool:
+    @property
+    def git_cache_path(self) -> Path:
+        return self.state_dir / "git"
+
+    @property
+    def triggers_path(self) -> Path:
+        """Where `attuned trigger SOURCE` drops a file the daemon watches."""
+        return self.state_dir / "triggers"
+
+    def prunes(self, source: DirectorySourceConfig | GitSourceConfig) -> bool:
         return self.reconcile.prune if source.prune is None else source.prune
 
 

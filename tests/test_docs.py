@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import get_args
 
 from pydantic import BaseModel
 
 from attuned.config import AttunedConfig, DirectorySourceConfig
+from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.report.log import Event
 from attuned.report.status import (
     DaemonStatus,
@@ -25,22 +27,35 @@ def keys_of(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, info in model.model_fields.items():
         key = f"{prefix}{name}"
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            keys.extend(keys_of(annotation, f"{key}."))
+        nested = [
+            a
+            for a in (info.annotation, *get_args(info.annotation))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
+        if nested:
+            keys.append(key)
+            keys.extend(keys_of(nested[0], f"{key}."))
         else:
             keys.append(key)
     return keys
 
 
 def documented(page: str) -> set[str]:
-    return set(re.findall(r"`([^`]+)`", (DOCS / page).read_text()))
+    """Inline code spans of a page (fenced blocks removed, so their backticks pair no span)."""
+    text = re.sub(r"```.*?```", "", (DOCS / page).read_text(), flags=re.DOTALL)
+    return set(re.findall(r"`([^`\n]+)`", text))
 
 
 def test_every_config_key_is_documented() -> None:
     keys = [k for k in keys_of(AttunedConfig) if k != "sources"]
     keys += [f"sources[].{k}" for k in keys_of(DirectorySourceConfig)]
     missing = sorted(set(keys) - documented("configuration.md"))
+    assert missing == []
+
+
+def test_every_git_source_key_is_documented() -> None:
+    keys = {f"sources[].{k}" for k in keys_of(GitSourceConfig)}
+    missing = sorted(keys - documented("sources-git.md"))
     assert missing == []
 
 

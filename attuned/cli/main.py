@@ -18,6 +18,7 @@ from attuned.cli import (
     status,
     suspend,
     test,
+    trigger,
     unregister,
     validate,
 )
@@ -38,6 +39,7 @@ VERBS = (
     run,
     reconcile,
     status,
+    trigger,
     suspend,
     register,
     validate,

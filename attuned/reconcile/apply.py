@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -75,12 +75,15 @@ class Applier:
         concurrency: int = 2,
         cancel: threading.Event | None = None,
         on_result: Callable[[StepResult], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self.registry = registry
         self.policies = policies
         self.concurrency = concurrency
         self.cancel = cancel or threading.Event()
         self.on_result = on_result or (lambda _result: None)
+        # called about once a second while tests run: the caller's loop is alive, just waiting
+        self.heartbeat = heartbeat or (lambda: None)
 
     def apply(self, plan: Plan) -> list[StepResult]:
         changes = plan.changes()
@@ -99,8 +102,13 @@ class Applier:
                 else:
                     runnable.append(action)
             with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-                for result in pool.map(self._install, runnable):
-                    results[result.ref] = self._report(result)
+                pending = {pool.submit(self._install, action) for action in runnable}
+                while pending:
+                    done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                    self.heartbeat()
+                    for future in done:
+                        result = future.result()
+                        results[result.ref] = self._report(result)
         for action in removals:
             if self.cancel.is_set():
                 results[action.ref] = self._report(

@@ -23,7 +23,7 @@ from typing import IO, Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from attuned import __version__
-from attuned.config import AttunedConfig, DirectorySourceConfig, default_config, load_config
+from attuned.config import AttunedConfig, default_config, load_config
 from attuned.errors import AttunedError
 from attuned.pack.content import digest, list_files
 from attuned.reconcile import facts
@@ -33,18 +33,16 @@ from attuned.reconcile.memory import remember, with_suspended
 from attuned.reconcile.model import ActionKind, Desired, Memory, Plan
 from attuned.reconcile.planner import plan as make_plan
 from attuned.reconcile.snapshots import SnapshotStore
-from attuned.reconcile.sources.base import ScanResult
-from attuned.reconcile.sources.directory import DirectorySource
+from attuned.reconcile.sourceset import SourceSet
 from attuned.reconcile.summary import derive_packs
 from attuned.reconcile.watch import FolderWatcher
 from attuned.registry import Registry
-from attuned.report.log import Event, get_logger
+from attuned.report.log import ConditionLog, Event, get_logger
 from attuned.report.status import (
     DaemonStatus,
     PackStatus,
     Phase,
     ReconcileSummary,
-    SourceStatus,
     Status,
     now,
     write_status,
@@ -52,6 +50,17 @@ from attuned.report.status import (
 from attuned.store import repository
 
 log = get_logger()
+
+
+POLL = "*"  # the `entry` of a request that means: ask this git source's server now
+
+
+def _trigger_name(path: Path) -> str | None:
+    """triggers/<source> -> <source>; editors' and our own temporary names are ignored."""
+    name = path.name
+    if path.parent.name != "triggers" or name.startswith(".") or not name:
+        return None
+    return name
 
 
 class AlreadyRunning(AttunedError):
@@ -135,16 +144,15 @@ class Daemon:
         self.lock = StateLock(config.state_dir)
         self.registry: Registry | None = None
         self.snapshots = SnapshotStore(config.snapshots_path)
-        self.sources: dict[str, DirectorySource] = {}
-        self.source_configs: dict[str, DirectorySourceConfig] = {}
-        self.source_status: dict[str, SourceStatus] = {}
+        self.conditions = ConditionLog()
+        self.sources = SourceSet(self.snapshots, self.conditions)
         self.memory = Memory()
         self.packs: dict[str, PackStatus] = {}
         self.conflicts: list[dict[str, str]] = []
         self.last_reconcile: ReconcileSummary | None = None
         self.any_failed = False
-        self._logged_reasons: dict[str, str] = {}
         self._watcher: FolderWatcher | None = None
+        self._trigger_watcher: FolderWatcher | None = None
         self._debouncer: Debouncer | None = None
         self._scheduler: Any = None
         self._retry_timer: threading.Timer | None = None
@@ -157,9 +165,10 @@ class Daemon:
         self.lock.acquire()
         try:
             self._install_signals()
-            self._configure_sources(self.config)
+            self.sources.configure(self.config)
             self._debouncer = Debouncer(self.config.reconcile.quiet_period, self._debounced)
             self._watcher = FolderWatcher(self._changed)
+            self._trigger_watcher = FolderWatcher(self._triggered)
             self._watch_all()
             self._start_scheduler()
             self._log_started()
@@ -172,7 +181,7 @@ class Daemon:
         """One pass in-process (`attuned reconcile --once`); 4 when any pack failed."""
         self.lock.acquire()
         try:
-            self._configure_sources(self.config)
+            self.sources.configure(self.config)
             self.reconcile_pass("once")
             self.phase = "stopped"
             self._write_status()
@@ -182,7 +191,7 @@ class Daemon:
             self.lock.release()
 
     def _log_started(self) -> None:
-        folders = [str(c.path.absolute()) for c in self.source_configs.values()]
+        folders = [str(f.path.absolute()) for f in self.sources.folders()]
         log.info(
             Event.DAEMON_STARTED,
             version=__version__,
@@ -214,7 +223,8 @@ class Daemon:
                 trigger = (
                     "full" if full else "change:" + ",".join(sorted(f"{s}/{e}" for s, e in changed))
                 )
-                self.reconcile_pass(trigger, full=full)
+                poll = {source for source, entry in changed if entry == POLL}
+                self.reconcile_pass(trigger, full=full, poll=poll)
 
     def _shutdown(self) -> None:
         log.info(Event.DAEMON_STOPPING)
@@ -224,8 +234,9 @@ class Daemon:
             self._retry_timer.cancel()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
-        if self._watcher is not None:
-            self._watcher.stop()
+        for watcher in (self._watcher, self._trigger_watcher):
+            if watcher is not None:
+                watcher.stop()
         if self._debouncer is not None:
             self._debouncer.stop()
         self.phase = "stopped"
@@ -255,6 +266,12 @@ class Daemon:
         if self._debouncer is not None:
             self._debouncer.touch((source, entry))
 
+    def _triggered(self, _watched: str, name: str) -> None:
+        """`attuned trigger NAME` (or a post-receive hook) touched triggers/NAME: poll now."""
+        if self.sources.trigger(name):
+            log.info(Event.SOURCE_TRIGGERED, source=name)
+            self.requests.ask(changed=(name, POLL))
+
     def _debounced(self, key: Hashable) -> None:
         assert isinstance(key, tuple)
         self.requests.ask(changed=(str(key[0]), str(key[1])))
@@ -272,34 +289,40 @@ class Daemon:
         )
         scheduler.start()
         self._scheduler = scheduler
+        self._schedule_polls()
+
+    def _schedule_polls(self) -> None:
+        """One interval job per git source: each asks for a pass that polls that source."""
+        if self._scheduler is None:
+            return
+        for job in self._scheduler.get_jobs():
+            if job.id.startswith("poll:"):
+                job.remove()
+        for config in self.sources.git_configs():
+            self._scheduler.add_job(
+                lambda name=config.name: self.requests.ask(changed=(name, POLL)),
+                "interval",
+                seconds=config.interval,
+                jitter=config.jitter or None,
+                coalesce=True,
+                max_instances=1,
+                id=f"poll:{config.name}",
+            )
 
     # -- configuration ------------------------------------------------------------------------
 
-    def _configure_sources(self, config: AttunedConfig) -> None:
-        for source in config.sources:
-            if source.create:
-                source.path.mkdir(parents=True, exist_ok=True)
-        work_dir = config.state_dir / "work"
-        self.sources = {
-            c.name: DirectorySource(
-                c.name, c.path, self.snapshots, prune=config.prunes(c), work_dir=work_dir
-            )
-            for c in config.sources
-        }
-        self.source_configs = {c.name: c for c in config.sources}
-        self.source_status = {
-            c.name: self.source_status.get(c.name)
-            or SourceStatus(name=c.name, type=c.type, location=str(c.path.absolute()))
-            for c in config.sources
-        }
-
     def _watch_all(self) -> None:
+        if self._trigger_watcher is not None:
+            triggers = self.config.triggers_path
+            triggers.mkdir(parents=True, exist_ok=True)
+            self._trigger_watcher.watch("triggers", triggers, _trigger_name)
         if self._watcher is None:
             return
-        for name in self._watcher.watched() - set(self.sources):
+        folders = self.sources.folders()
+        for name in self._watcher.watched() - {f.source for f in folders}:
             self._watcher.unwatch(name)
-        for name, source in self.sources.items():
-            self._watcher.watch(name, source.path, source.entry_for)
+        for folder in folders:
+            self._watcher.watch(folder.source, folder.path, folder.source_obj.entry_for)
 
     def _reload(self) -> None:
         try:
@@ -309,7 +332,6 @@ class Daemon:
             return
         fixed = ("state_dir", "packs_dir", "database", "status_file", "testing")
         needs_restart = [k for k in fixed if getattr(fresh, k) != getattr(self.config, k)]
-        before = set(self.source_configs)
         self.config = (
             fresh
             if not needs_restart
@@ -318,25 +340,28 @@ class Daemon:
             )
         )
         self.config._path = fresh.path
-        self._configure_sources(self.config)
+        added, removed = self.sources.configure(self.config)
         self._watch_all()
+        self._schedule_polls()
         log.info(
             Event.DAEMON_RELOADED,
-            sources_added=sorted(set(self.source_configs) - before),
-            sources_removed=sorted(before - set(self.source_configs)),
+            sources_added=added,
+            sources_removed=removed,
             needs_restart=needs_restart,
         )
 
     # -- one pass -----------------------------------------------------------------------------
 
-    def reconcile_pass(self, trigger: str, *, full: bool = True) -> None:
+    def reconcile_pass(
+        self, trigger: str, *, full: bool = True, poll: set[str] | None = None
+    ) -> None:
         started, started_mono = now(), time.monotonic()
         self.phase = "reconciling"
         self._write_status()
         log.info(Event.RECONCILE_STARTED, trigger=trigger)
         try:
             registry = self._registry()
-            scans = [self._scan(source) for source in self.sources.values()]
+            scans = self.sources.scan_all(poll or set())
             with registry.db.read() as session:
                 suspended = set(repository.suspended_refs(session))
                 actual = facts.actual_packs(session, suspended)
@@ -380,44 +405,6 @@ class Daemon:
             )
         return self.registry
 
-    def _scan(self, source: DirectorySource) -> ScanResult:
-        result = source.scan()
-        status = self.source_status[source.name]
-        status.last_scan = now()
-        status.readable = result.state.readable
-        status.candidates = len(result.candidates)
-        status.revision = result.revision
-        status.invalid = [
-            {"entry": i.entry, "problems": list(i.problems[:5])} for i in result.invalid
-        ]
-        if result.state.readable:
-            status.error = status.error_since = None
-            log.info(
-                Event.SOURCE_SCANNED,
-                source=source.name,
-                revision=result.revision,
-                **{
-                    "candidates": len(result.candidates),
-                    "invalid": len(result.invalid),
-                    **result.stats,
-                },
-            )
-        else:
-            if status.error != result.state.error:
-                status.error_since = now()
-                log.warning(Event.SOURCE_ERROR, source=source.name, error=result.state.error)
-            status.error = result.state.error
-        for invalid in result.invalid:
-            self._log_once(
-                f"invalid:{source.name}:{invalid.entry}:{invalid.digest}",
-                Event.PACK_BLOCKED,
-                pack=invalid.ref_hint,
-                source=source.name,
-                entry=invalid.entry,
-                reason="invalid: " + "; ".join(invalid.problems),
-            )
-        return result
-
     def _log_plan(self, plan: Plan) -> None:
         self.conflicts = []
         for action in plan.actions:
@@ -433,7 +420,7 @@ class Daemon:
             if action.changes_something:
                 log.info(Event.PACK_PLANNED, **fields)
             elif action.kind is ActionKind.BLOCKED:
-                self._log_once(f"blocked:{action.ref}", Event.PACK_BLOCKED, **fields)
+                self.conditions.report(f"blocked:{action.ref}", Event.PACK_BLOCKED, **fields)
             elif action.kind is ActionKind.CONFLICT and candidate is not None:
                 self.conflicts.append(
                     {
@@ -443,23 +430,16 @@ class Daemon:
                         "reason": action.reason,
                     }
                 )
-                self._log_once(
+                self.conditions.report(
                     f"conflict:{action.ref}:{candidate.source}:{candidate.entry}",
                     Event.PACK_CONFLICT,
                     **fields,
                 )
 
-    def _log_once(self, key: str, event: Event, **fields: Any) -> None:
-        """Log a standing condition when it appears or changes, not on every pass."""
-        reason = str(fields.get("reason"))
-        if self._logged_reasons.get(key) != reason:
-            self._logged_reasons[key] = reason
-            log.warning(event, **fields)
-
     def _apply(self, registry: Registry, plan: Plan) -> list[StepResult]:
         policies = {
             name: SourcePolicy(skip_tests=c.skip_tests, force=c.force)
-            for name, c in self.source_configs.items()
+            for name, c in self.sources.configs.items()
         }
 
         def progress(result: StepResult) -> None:
@@ -554,7 +534,7 @@ class Daemon:
                     source=record.source,
                 )
             else:
-                self._log_once(
+                self.conditions.report(
                     f"drift:{record.ref}:{actual}",
                     Event.PACK_DRIFT_DETECTED,
                     pack=record.ref,
@@ -568,6 +548,7 @@ class Daemon:
             keep = {p.digest for p in repository.list_packs(session)}
         keep |= {c.digest for c in desired.candidates}
         self.snapshots.collect_garbage(keep)
+        self.sources.collect_garbage()
 
     # -- status -------------------------------------------------------------------------------
 
@@ -583,7 +564,7 @@ class Daemon:
             ),
             updated_at=now(),
             last_reconcile=self.last_reconcile,
-            sources=list(self.source_status.values()),
+            sources=list(self.sources.status.values()),
             packs=self.packs,
             conflicts=self.conflicts,
         )

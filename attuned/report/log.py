@@ -38,6 +38,8 @@ class Event(StrEnum):
     PACK_SUSPENDED = "pack.suspended"
     PACK_RESUMED = "pack.resumed"
     SOURCE_SCANNED = "source.scanned"
+    SOURCE_FETCHED = "source.fetched"
+    SOURCE_TRIGGERED = "source.triggered"
     SOURCE_ERROR = "source.error"
     SOURCE_WATCH_FAILED = "source.watch.failed"
     RECONCILE_STARTED = "reconcile.started"
@@ -141,3 +143,17 @@ def configure_logging(
 
 def get_logger(**bound: Any) -> Any:
     return structlog.get_logger("attuned", **bound)
+
+
+class ConditionLog:
+    """Log a standing condition (blocked, conflict, invalid) when it appears or changes,
+    not on every pass: a pack blocked for a day must not write a line every 5 minutes."""
+
+    def __init__(self) -> None:
+        self._reasons: dict[str, str] = {}
+
+    def report(self, key: str, event: Event, **fields: Any) -> None:
+        reason = str(fields.get("reason"))
+        if self._reasons.get(key) != reason:
+            self._reasons[key] = reason
+            get_logger().warning(event, **fields)

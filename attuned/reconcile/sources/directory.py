@@ -7,28 +7,25 @@ must not look like "the operator deleted every pack", or the planner would prune
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from attuned.errors import Problem, ValidationFailed
 from attuned.pack.content import IGNORED_NAMES
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.reconcile.archive import ArchiveLimits, extract_archive, is_archive
-from attuned.reconcile.model import Candidate, InvalidCandidate, Requirement, SourceState
+from attuned.reconcile.model import Candidate, InvalidCandidate, SourceState
 from attuned.reconcile.snapshots import Outcome, Snapshot, SnapshotChanged, SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
-from attuned.yamlfile import read_yaml
+from attuned.reconcile.sources.entries import candidate_of, problems_of, rebased, ref_hint
 
 IGNORED_SUFFIXES = (".tmp", ".part")
 STALE_SCRATCH_SECONDS = 3600  # younger extractions may belong to a scan still running
-# a broken pack.yaml may still name its pack on a line of its own
-_REF_LINE = re.compile(r"^ref:\s*[\"']?([a-z][a-z0-9_-]*)[\"']?\s*(?:#.*)?$", re.MULTILINE)
 # what reading one entry can fail with, short of a bug
 _ENTRY_ERRORS = (ValidationFailed, SnapshotChanged, OSError, UnicodeError)
 
@@ -158,7 +155,7 @@ class DirectorySource:
         except FileNotFoundError:
             return None, None  # removed since the listing
         except OSError as exc:
-            return self._invalid(entry, _problems_of(exc, path), None), None
+            return self._invalid(entry, problems_of(exc, path), None), None
         if stat.S_ISDIR(info.st_mode):
             if not os.path.lexists(path / MANIFEST_NAME):
                 return None, None  # a folder that is not a pack (yet)
@@ -172,9 +169,9 @@ class DirectorySource:
         try:
             taken = self._capture(path, use_cache=True)
         except _ENTRY_ERRORS as exc:
-            hint = _ref_hint(path / MANIFEST_NAME)
-            return self._invalid(entry, _problems_of(exc, path), hint), None
-        return self._candidate(entry, taken), taken.outcome
+            hint = ref_hint(path / MANIFEST_NAME)
+            return self._invalid(entry, problems_of(exc, path), hint), None
+        return candidate_of(self.name, entry, taken), taken.outcome
 
     def _read_archive(
         self, entry: str, path: Path, info: os.stat_result
@@ -197,19 +194,19 @@ class DirectorySource:
         try:
             scratch = Path(tempfile.mkdtemp(dir=self._scratch_parent()))
         except OSError as exc:  # attuned's own disk, not the archive: try again next time
-            return self._invalid(entry, _problems_of(exc, archive), None), None, False
+            return self._invalid(entry, problems_of(exc, archive), None), None, False
         extracted = scratch / "archive"
         root: Path | None = None
         try:
             root = extract_archive(archive, extracted, self.archive_limits)
             taken = self._capture(root, use_cache=False)
         except _ENTRY_ERRORS as exc:
-            problems = [_rebased(p, extracted, archive) for p in _problems_of(exc, archive)]
-            hint = _ref_hint(root / MANIFEST_NAME) if root is not None else None
+            problems = [rebased(p, extracted, archive) for p in problems_of(exc, archive)]
+            hint = ref_hint(root / MANIFEST_NAME) if root is not None else None
             return self._invalid(entry, problems, hint), None, isinstance(exc, ValidationFailed)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        return self._candidate(entry, taken), taken.outcome, True
+        return candidate_of(self.name, entry, taken), taken.outcome, True
 
     def _scratch_parent(self) -> Path:
         """`<work_dir>/<source>/`, rid of what a crash left there an hour or more ago."""
@@ -229,18 +226,6 @@ class DirectorySource:
         except SnapshotChanged:
             return self._snapshots.capture(path, use_cache=use_cache)
 
-    def _candidate(self, entry: str, taken: Snapshot) -> Candidate:
-        manifest = taken.pack.manifest
-        return Candidate(
-            ref=manifest.ref,
-            version=manifest.version,
-            digest=taken.pack.digest,
-            source=self.name,
-            snapshot=taken.path,
-            entry=entry,
-            requires=tuple(Requirement(d.ref, d.version) for d in manifest.dependencies),
-        )
-
     def _invalid(self, entry: str, problems: list[Problem], hint: str | None) -> InvalidCandidate:
         # no ref readable now: the one this entry last had keeps its served version safe
         rendered = tuple(str(p) for p in problems)
@@ -254,42 +239,6 @@ class DirectorySource:
             del self._archives[entry]
         for entry in set(self._refs) - names:
             del self._refs[entry]
-
-
-def _problems_of(exc: Exception, pack_dir: Path) -> list[Problem]:
-    """What went wrong with one entry, each naming a file where one is known."""
-    if isinstance(exc, ValidationFailed):
-        return list(exc.problems)
-    if isinstance(exc, SnapshotChanged):
-        return [Problem(exc.source_dir, exc.reason)]
-    if isinstance(exc, UnicodeError):
-        return [Problem(pack_dir, "a file name is not UTF-8 text; rename it")]
-    if isinstance(exc, OSError) and exc.filename:
-        return [Problem(Path(os.fsdecode(exc.filename)), exc.strerror or str(exc))]
-    return [Problem(pack_dir, str(exc))]
-
-
-def _rebased(problem: Problem, old: Path, new: Path) -> Problem:
-    """Name a file inside an extracted archive as `<archive>/<member>`, not as a scratch path."""
-    if problem.file is None or not problem.file.is_relative_to(old):
-        return problem
-    return replace(problem, file=new / problem.file.relative_to(old))
-
-
-def _ref_hint(manifest: Path) -> str | None:
-    """The `ref:` of a pack.yaml that is otherwise invalid, so its served version is kept."""
-    try:
-        data = read_yaml(manifest)
-    except ValidationFailed:
-        data = None
-    if isinstance(data, dict):
-        ref = data.get("ref")
-        return ref if isinstance(ref, str) else None
-    try:
-        match = _REF_LINE.search(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
-        return None
-    return match[1] if match else None
 
 
 def _still_there(result: Result) -> bool:

@@ -1,0 +1,177 @@
+"""The configured sources as live objects: built from config, kept across reloads, scanned.
+
+A source whose configuration did not change keeps its instance across SIGHUP, so a folder
+keeps its stat cache and a git source its cache, backoff and last revision. Each scan
+updates that source's entry of the status file and logs what changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from attuned.config import AttunedConfig, DirectorySourceConfig
+from attuned.reconcile.snapshots import SnapshotStore
+from attuned.reconcile.sources.base import ScanResult
+from attuned.reconcile.sources.directory import DirectorySource
+from attuned.reconcile.sources.git import GitSource
+from attuned.reconcile.sources.git_config import GitSourceConfig, redact
+from attuned.report.log import ConditionLog, Event, get_logger
+from attuned.report.status import SourceStatus, now
+
+log = get_logger()
+AnySource = DirectorySource | GitSource
+AnySourceConfig = DirectorySourceConfig | GitSourceConfig
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A watched folder, for inotify."""
+
+    source: str
+    path: Path
+    source_obj: DirectorySource
+
+
+class SourceSet:
+    def __init__(self, snapshots: SnapshotStore, conditions: ConditionLog) -> None:
+        self.snapshots = snapshots
+        self.conditions = conditions
+        self.sources: dict[str, AnySource] = {}
+        self.configs: dict[str, AnySourceConfig] = {}
+        self.status: dict[str, SourceStatus] = {}
+        self._polled_once: set[str] = set()
+
+    def configure(self, config: AttunedConfig) -> tuple[list[str], list[str]]:
+        """Build sources for `config`, reusing unchanged ones; returns (added, removed)."""
+        work_dir = config.state_dir / "work"
+        fresh: dict[str, AnySource] = {}
+        for entry in config.sources:
+            if self.configs.get(entry.name) == entry and entry.name in self.sources:
+                fresh[entry.name] = self.sources[entry.name]
+                continue
+            if isinstance(entry, DirectorySourceConfig):
+                if entry.create:
+                    entry.path.mkdir(parents=True, exist_ok=True)
+                fresh[entry.name] = DirectorySource(
+                    entry.name,
+                    entry.path,
+                    self.snapshots,
+                    prune=config.prunes(entry),
+                    work_dir=work_dir,
+                )
+            else:
+                fresh[entry.name] = GitSource(
+                    entry,
+                    self.snapshots,
+                    cache_dir=config.git_cache_path / entry.name,
+                    work_dir=work_dir,
+                    prune=config.prunes(entry),
+                )
+                self._polled_once.discard(entry.name)
+        for name, old in self.sources.items():
+            if fresh.get(name) is not old and isinstance(old, GitSource):
+                old.close()
+        added = sorted(set(fresh) - set(self.sources))
+        removed = sorted(set(self.sources) - set(fresh))
+        self.sources = fresh
+        self.configs = {c.name: c for c in config.sources}
+        self.status = {
+            c.name: self.status.get(c.name)
+            or SourceStatus(name=c.name, type=c.type, location=_location(c))
+            for c in config.sources
+        }
+        return added, removed
+
+    def folders(self) -> list[Folder]:
+        return [
+            Folder(name, source.path, source)
+            for name, source in self.sources.items()
+            if isinstance(source, DirectorySource)
+        ]
+
+    def git_configs(self) -> list[GitSourceConfig]:
+        return [c for c in self.configs.values() if isinstance(c, GitSourceConfig)]
+
+    def trigger(self, name: str) -> bool:
+        """A push was announced: the next scan of `name` asks the server, backoff or not."""
+        source = self.sources.get(name)
+        if isinstance(source, GitSource):
+            source.retry_now()
+        return source is not None
+
+    def scan_all(self, poll: set[str]) -> list[ScanResult]:
+        """Scan every source; git sources ask their server only when in `poll`, when never
+        polled yet, or when their interval has passed."""
+        results = []
+        for name, source in self.sources.items():
+            if isinstance(source, GitSource):
+                due = source.next_poll_at is None or source.next_poll_at <= now()
+                refresh = name in poll or name not in self._polled_once or due
+                result = source.scan(refresh=refresh)
+                if refresh:
+                    self._polled_once.add(name)
+            else:
+                result = source.scan()
+            self._record(name, source, result)
+            results.append(result)
+        return results
+
+    def collect_garbage(self) -> None:
+        for source in self.sources.values():
+            if isinstance(source, GitSource):
+                source.collect_garbage()
+
+    def _record(self, name: str, source: AnySource, result: ScanResult) -> None:
+        status = self.status[name]
+        status.last_scan = now()
+        status.readable = result.state.readable
+        if isinstance(source, GitSource):
+            previous = status.revision
+            status.revision = source.last_revision
+            if result.revision and result.revision != previous:
+                log.info(
+                    Event.SOURCE_FETCHED,
+                    source=name,
+                    old=previous,
+                    new=result.revision,
+                    ref=source.last_ref,
+                    url=redact(source.config.url),
+                )
+        if result.state.readable:
+            status.candidates = len(result.candidates)
+            status.invalid = [
+                {"entry": i.entry, "problems": list(i.problems[:5])} for i in result.invalid
+            ]
+            status.error = status.error_since = None
+            log.info(
+                Event.SOURCE_SCANNED,
+                source=name,
+                revision=result.revision,
+                **{
+                    "candidates": len(result.candidates),
+                    "invalid": len(result.invalid),
+                    **result.stats,
+                },
+            )
+        else:
+            if status.error != result.state.error:
+                status.error_since = now()
+                log.warning(Event.SOURCE_ERROR, source=name, error=result.state.error)
+            status.error = result.state.error
+        for invalid in result.invalid:
+            self.conditions.report(
+                f"invalid:{name}:{invalid.entry}",
+                Event.PACK_BLOCKED,
+                pack=invalid.ref_hint,
+                source=name,
+                entry=invalid.entry,
+                reason="invalid: " + "; ".join(invalid.problems),
+            )
+
+
+def _location(config: AnySourceConfig) -> str:
+    if isinstance(config, GitSourceConfig):
+        where = redact(config.url)
+        return f"{where}#{config.path}" if config.path else where
+    return str(config.path.absolute())
