@@ -44,6 +44,7 @@ class StepResult:
     error: str | None = None
     failure_kind: FailureKind | None = None
     registration: Registration | None = None
+    test_status: str | None = None  # the status of the test run this step made, if any
 
     @property
     def ref(self) -> str:
@@ -151,7 +152,14 @@ class Applier:
             )
         except Exception as exc:
             return self._failed(action, exc, started)
-        return StepResult(action, StepOutcome.DONE, _ms(started), registration=registration)
+        tested = registration.test_result
+        return StepResult(
+            action,
+            StepOutcome.DONE,
+            _ms(started),
+            registration=registration,
+            test_status=tested.status.value if tested else None,
+        )
 
     def _remove(self, action: Action) -> StepResult:
         started = time.monotonic()
@@ -183,7 +191,12 @@ class Applier:
             error=first_line(exc),
         )
         return StepResult(
-            action, StepOutcome.FAILED, _ms(started), error=first_line(exc), failure_kind=kind
+            action,
+            StepOutcome.FAILED,
+            _ms(started),
+            error=first_line(exc),
+            failure_kind=kind,
+            test_status=exc.result.status.value if isinstance(exc, TestsRolledBack) else None,
         )
 
 

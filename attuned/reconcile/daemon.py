@@ -38,6 +38,7 @@ from attuned.reconcile.summary import derive_packs
 from attuned.reconcile.watch import FolderWatcher
 from attuned.registry import Registry
 from attuned.report.log import ConditionLog, Event, get_logger
+from attuned.report.metrics import MetricCounters, render_metrics, write_metrics
 from attuned.report.status import (
     DaemonStatus,
     PackStatus,
@@ -48,6 +49,7 @@ from attuned.report.status import (
     write_status,
 )
 from attuned.store import repository
+from attuned.systemd import Notifier, WatchdogPinger, summary_line, watchdog_interval
 
 log = get_logger()
 
@@ -157,6 +159,14 @@ class Daemon:
         self._scheduler: Any = None
         self._retry_timer: threading.Timer | None = None
         self._db_failures = 0
+        self.counters = MetricCounters()
+        self.sources.counters = self.counters
+        self.notifier = Notifier.from_environment()
+        interval = watchdog_interval()
+        self.pinger = WatchdogPinger(self.notifier, interval) if interval else None
+        # the idle loop must beat well within the watchdog's staleness limit
+        self._tick = min(1.0, self.pinger.stale_after / 3) if self.pinger else 1.0
+        self._status_sent_at = 0.0
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -165,6 +175,8 @@ class Daemon:
         self.lock.acquire()
         try:
             self._install_signals()
+            if self.pinger is not None:
+                self.pinger.start()
             self.sources.configure(self.config)
             self._debouncer = Debouncer(self.config.reconcile.quiet_period, self._debounced)
             self._watcher = FolderWatcher(self._changed)
@@ -210,14 +222,23 @@ class Daemon:
             + f"drop packs into {', '.join(folders) or '(no sources)'}",
         )
 
+    def _beat(self) -> None:
+        """The loop is alive (the watchdog pinger pings systemd only while beats come)."""
+        if self.pinger is not None:
+            self.pinger.beat()
+
     def _loop(self) -> None:
         while True:
-            self.requests.wake.wait(timeout=1.0)
+            self._beat()
+            self._tell_systemd()
+            self.requests.wake.wait(timeout=self._tick)
             if self.requests.stop:
                 return
             full, changed, reload = self.requests.take()
             if reload:
+                self.notifier.reloading()
                 self._reload()
+                self.notifier.ready()  # systemd waits for it to leave "reloading"
                 full = True
             if full or changed:
                 trigger = (
@@ -226,7 +247,20 @@ class Daemon:
                 poll = {source for source, entry in changed if entry == POLL}
                 self.reconcile_pass(trigger, full=full, poll=poll)
 
+    def _tell_systemd(self) -> None:
+        """READY=1 once the first pass is done; STATUS= kept current (at least every 10 s)."""
+        if self.last_reconcile is None and self.phase != "degraded":
+            return
+        status = self._status()
+        if not self.notifier.is_ready:
+            self.notifier.ready(summary_line(status))
+            self._status_sent_at = time.monotonic()
+        elif time.monotonic() - self._status_sent_at >= 10:
+            self.notifier.status(summary_line(status))
+            self._status_sent_at = time.monotonic()
+
     def _shutdown(self) -> None:
+        self.notifier.stopping()
         log.info(Event.DAEMON_STOPPING)
         self.phase = "stopping"
         self._write_status()
@@ -243,6 +277,9 @@ class Daemon:
         self._write_status()
         self._close_registry()
         self.lock.release()
+        if self.pinger is not None:
+            self.pinger.stop()
+        self.notifier.close()
         log.info(Event.DAEMON_STOPPED, uptime_s=round((now() - self.started_at).total_seconds(), 1))
 
     def _close_registry(self) -> None:
@@ -361,7 +398,7 @@ class Daemon:
         log.info(Event.RECONCILE_STARTED, trigger=trigger)
         try:
             registry = self._registry()
-            scans = self.sources.scan_all(poll or set())
+            scans = self.sources.scan_all(poll or set(), heartbeat=self._beat)
             with registry.db.read() as session:
                 suspended = set(repository.suspended_refs(session))
                 actual = facts.actual_packs(session, suspended)
@@ -391,6 +428,7 @@ class Daemon:
             self._db_failures = 0
             self.error = None
             self.phase = "idle"
+            self.counters.count_pass(ok=True)
         except Exception as exc:  # database down, disk full...: degrade, retry with backoff
             self._degraded(exc)
         self._write_status()
@@ -443,6 +481,8 @@ class Daemon:
         }
 
         def progress(result: StepResult) -> None:
+            if result.test_status is not None:
+                self.counters.count_test(result.test_status)
             if result.outcome is StepOutcome.DONE:
                 self._write_status()
 
@@ -452,6 +492,7 @@ class Daemon:
             concurrency=self.config.reconcile.concurrency,
             cancel=self.cancel,
             on_result=progress,
+            heartbeat=self._beat,
         )
         return applier.apply(plan)
 
@@ -490,6 +531,7 @@ class Daemon:
         log.info(Event.RECONCILE_FINISHED, trigger=trigger, duration_ms=duration_ms, **counts)
 
     def _degraded(self, exc: Exception) -> None:
+        self.counters.count_pass(ok=False)
         self._db_failures += 1
         delay = min(
             self.config.reconcile.retry_initial * 2 ** (self._db_failures - 1),
@@ -553,7 +595,32 @@ class Daemon:
     # -- status -------------------------------------------------------------------------------
 
     def _write_status(self) -> None:
-        status = Status(
+        status = self._status()
+        try:
+            write_status(self.config.status_path, status)
+        except OSError as exc:
+            log.error(
+                Event.STATUS_WRITE_FAILED,
+                path=str(self.config.status_path),
+                error=exc.strerror or str(exc),
+            )
+        if self.config.metrics_file is not None:
+            try:
+                write_metrics(
+                    self.config.metrics_file, render_metrics(status, self.counters.snapshot())
+                )
+            except OSError as exc:
+                log.error(
+                    Event.METRICS_WRITE_FAILED,
+                    path=str(self.config.metrics_file),
+                    error=exc.strerror or str(exc),
+                )
+        if self.notifier.is_ready:
+            self.notifier.status(summary_line(status))
+            self._status_sent_at = time.monotonic()
+
+    def _status(self) -> Status:
+        return Status(
             daemon=DaemonStatus(
                 version=__version__,
                 pid=os.getpid(),
@@ -568,11 +635,3 @@ class Daemon:
             packs=self.packs,
             conflicts=self.conflicts,
         )
-        try:
-            write_status(self.config.status_path, status)
-        except OSError as exc:
-            log.error(
-                Event.STATUS_WRITE_FAILED,
-                path=str(self.config.status_path),
-                error=exc.strerror or str(exc),
-            )

@@ -7,6 +7,7 @@ updates that source's entry of the status file and logs what changed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from attuned.reconcile.sources.directory import DirectorySource
 from attuned.reconcile.sources.git import GitSource
 from attuned.reconcile.sources.git_config import GitSourceConfig, redact
 from attuned.report.log import ConditionLog, Event, get_logger
+from attuned.report.metrics import MetricCounters
 from attuned.report.status import SourceStatus, now
 
 log = get_logger()
@@ -40,6 +42,7 @@ class SourceSet:
         self.sources: dict[str, AnySource] = {}
         self.configs: dict[str, AnySourceConfig] = {}
         self.status: dict[str, SourceStatus] = {}
+        self.counters: MetricCounters | None = None
         self._polled_once: set[str] = set()
 
     def configure(self, config: AttunedConfig) -> tuple[list[str], list[str]]:
@@ -100,11 +103,14 @@ class SourceSet:
             source.retry_now()
         return source is not None
 
-    def scan_all(self, poll: set[str]) -> list[ScanResult]:
+    def scan_all(
+        self, poll: set[str], heartbeat: Callable[[], None] = lambda: None
+    ) -> list[ScanResult]:
         """Scan every source; git sources ask their server only when in `poll`, when never
         polled yet, or when their interval has passed."""
         results = []
         for name, source in self.sources.items():
+            heartbeat()
             if isinstance(source, GitSource):
                 due = source.next_poll_at is None or source.next_poll_at <= now()
                 refresh = name in poll or name not in self._polled_once or due
@@ -139,6 +145,8 @@ class SourceSet:
                     url=redact(source.config.url),
                 )
         if result.state.readable:
+            if self.counters is not None:
+                self.counters.source_succeeded(name, status.last_scan)
             status.candidates = len(result.candidates)
             status.invalid = [
                 {"entry": i.entry, "problems": list(i.problems[:5])} for i in result.invalid

@@ -52,6 +52,7 @@ class Event(StrEnum):
     DAEMON_DEGRADED = "daemon.degraded"
     STORE_REPAIRED = "store.repaired"
     STATUS_WRITE_FAILED = "status.write.failed"
+    METRICS_WRITE_FAILED = "metrics.write.failed"
     DB_MIGRATED = "db.migrated"
 
 

@@ -46,13 +46,14 @@ class DaemonProcess:
             "sources": [{"name": "local", "type": "directory", "path": str(self.folder)}],
         }
         self.proc: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}  # extra environment, e.g. NOTIFY_SOCKET
 
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config))
 
     def start(self) -> DaemonProcess:
         self.write_config()
-        env = {k: v for k, v in os.environ.items() if k != "ATTUNED_CONFIG"}
+        env = {k: v for k, v in os.environ.items() if k != "ATTUNED_CONFIG"} | self.env
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "attuned", "run", "--config", str(self.config_path)],

@@ -240,3 +240,32 @@ def test_independent_packs_are_tested_in_parallel(daemon: DaemonProcess) -> None
         (daemon.folder / f".{name}").rename(daemon.folder / name)
     daemon.wait_pack("hello", "active")
     daemon.wait_pack("failing", "active")
+
+
+def test_metrics_file_follows_the_daemon(daemon_factory: Callable[..., DaemonProcess]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    daemon = daemon_factory()
+    metrics = daemon.root / "metrics/attuned.prom"
+    metrics.parent.mkdir()
+    daemon.config["metrics_file"] = str(metrics)
+    daemon.start()
+    daemon.drop("hello")
+    daemon.drop("failing")
+    daemon.wait_pack("hello", "active")
+    daemon.wait_pack("failing", "failed")
+
+    def samples() -> dict[tuple[str, str], float]:
+        found = {}
+        for family in text_string_to_metric_families(metrics.read_text()):
+            for sample in family.samples:
+                label = sample.labels.get("state") or sample.labels.get("status") or ""
+                found[(sample.name, label)] = sample.value
+        return found
+
+    daemon.wait_for(lambda _s: samples().get(("attuned_packs", "failed")) == 1, what="metrics")
+    found = samples()
+    assert found[("attuned_packs", "active")] == 1
+    assert found[("attuned_test_executions_total", "passed")] == 1
+    assert found[("attuned_test_executions_total", "failed")] == 1
+    assert found[("attuned_reconcile_passes_total", "")] >= 1
