@@ -8,6 +8,7 @@ an operator's config must not be silently ignored.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -86,6 +87,31 @@ class DirectorySourceConfig(_Section):
         return self
 
 
+class ClusterConfig(_Section):
+    """Several hosts, one PostgreSQL: one leader registers, followers serve the same packs.
+    Only used with a PostgreSQL database; SQLite serves one host."""
+
+    node: str = Field(
+        default_factory=socket.gethostname, description="this host's name in status and logs"
+    )
+    poll_interval: float = Field(
+        default=1.0, gt=0, description="seconds between a follower's attempts to take the lead"
+    )
+    keepalives_idle: int = Field(default=5, ge=1, description="TCP keepalive idle, seconds")
+    keepalives_interval: int = Field(default=2, ge=1, description="between keepalive probes")
+    keepalives_count: int = Field(default=3, ge=1, description="lost probes before giving up")
+    connect_timeout: int = Field(default=5, ge=1, description="longest (re)connect, seconds")
+    check_timeout: float = Field(
+        default=2.0, gt=0, description="longest wait for the pre-commit leadership check"
+    )
+    archive_max_mb: int = Field(
+        default=64, ge=1, description="largest pack (uncompressed) stored for followers"
+    )
+    follower_resync: float = Field(
+        default=30, gt=0, description="seconds between a follower's full syncs, besides NOTIFY"
+    )
+
+
 def _source_type(value: Any) -> str:
     """The `type` of a source entry; `directory` when left out."""
     if isinstance(value, dict):
@@ -117,6 +143,7 @@ class AttunedConfig(_Section):
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     testing: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     _path: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")

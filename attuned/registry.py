@@ -10,12 +10,14 @@ the test execution is stored either way, as the audit trail.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from sqlmodel import Session
 
 from attuned.config import AttunedConfig
 from attuned.errors import (
@@ -55,6 +57,21 @@ class Outcome(StrEnum):
     ROLLED_BACK = "rolled_back"  # gate failed, nothing registered
     ABORTED = "aborted"  # tests ran, but the registration itself failed
     CANCELLED = "cancelled"  # the daemon stopped while the tests ran: no verdict
+
+
+def _nothing(*_args: Any) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class CommitHooks:
+    """Cluster duties inside the registry's transactions (a leader's, on PostgreSQL): check
+    leadership right before each commit, store the pack's content and announce the change
+    in the same transaction, so followers never see a pack row without its content."""
+
+    before_commit: Callable[[Session], None] = _nothing
+    pack_committed: Callable[[Session, PackRecord, Path], None] = _nothing
+    pack_removed: Callable[[Session, str], None] = _nothing
 
 
 @dataclass(frozen=True)
@@ -104,11 +121,13 @@ class Registry:
         executor: TestExecutor | None = None,
         *,
         keep_versions: int = 3,
+        hooks: CommitHooks | None = None,
     ) -> None:
         self.db = database
         self.store = store
         self.executor = executor or TestExecutor()
         self.keep_versions = keep_versions
+        self.hooks = hooks or CommitHooks()
         self._write_lock = threading.Lock()  # database writes stay serialized across threads
 
     @classmethod
@@ -188,7 +207,7 @@ class Registry:
                 self._record_only(result, trigger, outcome, pack.digest)
                 plog.warning(Event.PACK_ROLLED_BACK, reason=result.gate.reason)
                 raise TestsRolledBack(result)
-            record = self._commit(pack, result, trigger, outcome, provenance, plog)
+            record = self._commit(pack, result, trigger, outcome, provenance, plog, version_dir)
             self.store.activate(pack.ref, version_dir)
         if previous is not None and previous != version_dir.resolve():
             self.store.retire(pack.ref, keep=self.keep_versions)
@@ -283,6 +302,7 @@ class Registry:
         self, result: PackTestResult, trigger: Trigger, outcome: Outcome, pack_digest: str
     ) -> None:
         with self._write_lock, self.db.write() as session:
+            self.hooks.before_commit(session)
             repository.add_execution(
                 session,
                 result,
@@ -299,8 +319,10 @@ class Registry:
         outcome: Outcome,
         provenance: Provenance,
         plog: Any,
+        version_dir: Path,
     ) -> PackRecord:
-        """Pack, components, revision and test execution in one transaction."""
+        """Pack, components, revision, test execution (and the cluster's duties) in one
+        transaction."""
         try:
             with self._write_lock, self.db.write() as session:
                 record = repository.save_pack(
@@ -315,6 +337,8 @@ class Registry:
                         outcome=outcome.value,
                         pack_digest=pack.digest,
                     )
+                self.hooks.pack_committed(session, record, version_dir)
+                self.hooks.before_commit(session)
         except Exception as exc:
             if result is not None:  # the run happened: keep it for the audit trail
                 self._record_only(result, trigger, Outcome.ABORTED, pack.digest)
@@ -339,6 +363,8 @@ class Registry:
                 )
             repository.close_revision(session, ref, reason)
             repository.delete_pack(session, record)
+            self.hooks.pack_removed(session, ref)
+            self.hooks.before_commit(session)
         self.store.remove(ref)
         log.info(Event.PACK_UNREGISTERED, pack=ref, version=record.version, forced=bool(users))
         return record

@@ -14,6 +14,8 @@ import yaml
 
 from attuned.store.database import Database
 
+pytest_plugins = ["tests.pgcluster"]  # throwaway PostgreSQL clusters, for any test
+
 POSTGRES_ENV = "ATTUNED_TEST_POSTGRES_URL"
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

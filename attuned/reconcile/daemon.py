@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from attuned import __version__
+from attuned.cluster.role import ClusterRole
 from attuned.config import AttunedConfig, default_config, load_config
 from attuned.errors import AttunedError
 from attuned.pack.content import digest, list_files
@@ -49,6 +50,7 @@ from attuned.report.status import (
     write_status,
 )
 from attuned.store import repository
+from attuned.store.packstore import version_dirname
 from attuned.systemd import Notifier, WatchdogPinger, summary_line, watchdog_interval
 
 log = get_logger()
@@ -159,6 +161,10 @@ class Daemon:
         self._scheduler: Any = None
         self._retry_timer: threading.Timer | None = None
         self._db_failures = 0
+        self.cluster: ClusterRole | None = None
+        self.clustered = not config.database_url.startswith("sqlite")
+        self.role: Literal["leader", "follower"] = "follower" if self.clustered else "leader"
+        self._synced_once = False
         self.counters = MetricCounters()
         self.sources.counters = self.counters
         self.notifier = Notifier.from_environment()
@@ -194,6 +200,12 @@ class Daemon:
         self.lock.acquire()
         try:
             self.sources.configure(self.config)
+            if self.clustered:
+                leads, _ = self._cluster().lead()
+                if not leads:
+                    holder = self._cluster().leader_name() or "another host"
+                    raise AttunedError(f"{holder} leads this database; followers do not reconcile")
+                self.role = "leader"
             self.reconcile_pass("once")
             self.phase = "stopped"
             self._write_status()
@@ -231,6 +243,10 @@ class Daemon:
         while True:
             self._beat()
             self._tell_systemd()
+            if self._following():
+                if self.requests.stop:
+                    return
+                continue
             self.requests.wake.wait(timeout=self._tick)
             if self.requests.stop:
                 return
@@ -247,9 +263,71 @@ class Daemon:
                 poll = {source for source, entry in changed if entry == POLL}
                 self.reconcile_pass(trigger, full=full, poll=poll)
 
+    def _following(self) -> bool:
+        """In a cluster: take the lead when it is free; while following, wait for the leader's
+        announcements and sync the local store (no planning, no tests, no writes)."""
+        if not self.clustered:
+            return False
+        try:
+            cluster = self._cluster()
+            leads, became = cluster.lead()
+            if leads:
+                self.role = "leader"
+                if became:
+                    self.requests.ask(full=True)
+                return False
+            self.role = "follower"
+            result = cluster.follow(timeout=self._tick)
+            if result is not None or not self._synced_once:
+                if result is None:
+                    cluster.sync()
+                self._synced_once = True
+                self._follower_status()
+                self.phase, self.error = "idle", None
+                self._write_status()
+        except Exception as exc:  # the database is unreachable: followers degrade and retry
+            self._degraded(exc)
+            self.requests.wake.wait(timeout=self._tick)
+        _full, _changed, reload = self.requests.take()  # followers do not reconcile
+        if reload:
+            self.notifier.reloading()
+            self._reload()
+            self.notifier.ready()
+        return True
+
+    def _cluster(self) -> ClusterRole:
+        if self.cluster is None:
+            self.cluster = ClusterRole(self.config, self._registry())
+        return self.cluster
+
+    def _follower_status(self) -> None:
+        registry = self._registry()
+        with registry.db.read() as session:
+            served = facts.served_packs(session)
+            tests = facts.last_tests(session)
+        packs = {}
+        for ref, pack in served.items():
+            want = registry.store.versions / version_dirname(ref, pack.version, pack.digest)
+            here = registry.store.active_dir(ref)
+            synced = here is not None and here == want.resolve()
+            packs[ref] = PackStatus(
+                state="active" if synced else "pending",
+                version=pack.version if synced else None,
+                digest=pack.digest if synced else None,
+                desired_version=None if synced else pack.version,
+                source=pack.source,
+                active_since=pack.active_since,
+                last_test=tests.get(ref),
+                reason="served as the leader registered it"
+                if synced
+                else "waiting for its content from the database",
+            )
+        self.packs = packs
+
     def _tell_systemd(self) -> None:
-        """READY=1 once the first pass is done; STATUS= kept current (at least every 10 s)."""
-        if self.last_reconcile is None and self.phase != "degraded":
+        """READY=1 once the first pass (or a follower's first sync) is done; STATUS= kept
+        current (at least every 10 s)."""
+        if self.last_reconcile is None and self.phase != "degraded" and not self._synced_once:
             return
         status = self._status()
         if not self.notifier.is_ready:
@@ -283,6 +361,9 @@ class Daemon:
         log.info(Event.DAEMON_STOPPED, uptime_s=round((now() - self.started_at).total_seconds(), 1))
 
     def _close_registry(self) -> None:
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
         if self.registry is not None:
             self.registry.close()
             self.registry = None
@@ -591,6 +672,8 @@ class Daemon:
         keep |= {c.digest for c in desired.candidates}
         self.snapshots.collect_garbage(keep)
         self.sources.collect_garbage()
+        if self.cluster is not None and self.role == "leader":
+            self.cluster.collect_garbage()
 
     # -- status -------------------------------------------------------------------------------
 
@@ -619,6 +702,11 @@ class Daemon:
             self.notifier.status(summary_line(status))
             self._status_sent_at = time.monotonic()
 
+    def _leader_name(self) -> str | None:
+        if not self.clustered:
+            return self.config.cluster.node
+        return self.cluster.leader_name() if self.cluster is not None else None
+
     def _status(self) -> Status:
         return Status(
             daemon=DaemonStatus(
@@ -628,6 +716,9 @@ class Daemon:
                 phase=self.phase,
                 config_file=str(self.config.path) if self.config.path else None,
                 error=self.error,
+                role=self.role,
+                node=self.config.cluster.node,
+                leader=self._leader_name(),
             ),
             updated_at=now(),
             last_reconcile=self.last_reconcile,

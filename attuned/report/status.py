@@ -69,6 +69,9 @@ class DaemonStatus(BaseModel):
     phase: Phase
     config_file: str | None = None
     error: str | None = None
+    role: Literal["leader", "follower"] = "leader"
+    node: str | None = None
+    leader: str | None = None
 
 
 class Status(BaseModel):

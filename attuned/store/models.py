@@ -111,3 +111,15 @@ class PackSuspension(SQLModel, table=True):
     ref: str = Field(primary_key=True, max_length=255)
     reason: str = ""
     created_at: datetime = _timestamp()
+
+
+class PackArchive(SQLModel, table=True):
+    """A pack's files, compressed, keyed by its digest: what followers fetch to serve the pack."""
+
+    __tablename__ = "pack_archive"
+
+    digest: str = Field(primary_key=True, max_length=64)  # sha256 hex, the pack digest
+    size: int  # uncompressed: the sum of the files' sizes
+    compressed_size: int
+    data: bytes  # LargeBinary: BYTEA on PostgreSQL, BLOB on SQLite
+    created_at: datetime = _timestamp()

@@ -159,8 +159,8 @@ def test_validate_and_test_touch_no_database(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_db_upgrade_and_current(cli: Cli) -> None:
-    assert cli.json("db", "upgrade") == {"revision": "0002"}
-    assert cli("db", "current").stdout.strip() == "schema revision: 0002"
+    assert cli.json("db", "upgrade") == {"revision": "0003"}
+    assert cli("db", "current").stdout.strip() == "schema revision: 0003"
 
 
 def test_help_documents_exit_codes() -> None:

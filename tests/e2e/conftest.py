@@ -66,9 +66,9 @@ class DaemonProcess:
             lambda s: (
                 s["daemon"]["pid"] == self.pid
                 and s["daemon"]["phase"] in ("idle", "degraded")
-                and s["last_reconcile"] is not None
+                and (s["last_reconcile"] is not None or s["daemon"].get("role") == "follower")
             ),
-            what="first pass",
+            what="first pass (or a follower's first sync)",
         )
         return self
 

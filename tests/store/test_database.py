@@ -11,7 +11,7 @@ from attuned.store.models import ComponentRecord, PackRecord, TestExecutionRecor
 
 
 def test_migrations_reach_head_and_match_models(database: Database) -> None:
-    assert database.current_revision() == database.head_revision() == "0002"
+    assert database.current_revision() == database.head_revision() == "0003"
     with database.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     assert diff == []

@@ -1,0 +1,1 @@
+"""Several hosts, one PostgreSQL: one leader registers packs, followers serve the same trees."""

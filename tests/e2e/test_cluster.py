@@ -1,0 +1,141 @@
+"""Several daemons, one PostgreSQL: one leader, followers serving byte-identical pack trees,
+failover after kill -9, and a follower catching up after being offline."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.conftest import POSTGRES_ENV
+from tests.e2e.conftest import DaemonProcess
+
+pytestmark = pytest.mark.skipif(
+    not os.environ.get(POSTGRES_ENV), reason=f"PostgreSQL cluster tests need {POSTGRES_ENV}"
+)
+
+
+@pytest.fixture
+def db_url(postgres_url: str) -> str:
+    return postgres_url
+
+
+@pytest.fixture
+def shared_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "shared-packs"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def node(
+    daemon_factory: Callable[..., DaemonProcess], shared_folder: Path
+) -> Callable[[str], DaemonProcess]:
+    def make(name: str) -> DaemonProcess:
+        daemon = daemon_factory(name)
+        daemon.folder = shared_folder  # every host offers the same packs (only the leader acts)
+        daemon.config["sources"][0]["path"] = str(shared_folder)
+        daemon.config["cluster"] = {"node": name, "poll_interval": 0.2, "follower_resync": 5}
+        return daemon
+
+    return make
+
+
+@pytest.fixture
+def cluster(node: Callable[[str], DaemonProcess]) -> Iterator[list[DaemonProcess]]:
+    yield [node(name).start() for name in ("a", "b", "c")]
+
+
+def tree(root: Path) -> dict[str, tuple[bytes, bool]]:
+    """Every file under a served pack: content and executable bit."""
+    return {
+        str(p.relative_to(root)): (p.read_bytes(), os.access(p, os.X_OK))
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def served_tree(daemon: DaemonProcess, ref: str) -> dict[str, tuple[bytes, bool]]:
+    return tree((daemon.root / "state/packs" / ref).resolve())
+
+
+def leader_of(daemons: list[DaemonProcess]) -> DaemonProcess:
+    leaders = [d for d in daemons if d.status().get("daemon", {}).get("role") == "leader"]
+    assert len(leaders) == 1, [d.status().get("daemon") for d in daemons]
+    return leaders[0]
+
+
+def wait_one_leader(daemons: list[DaemonProcess], timeout: float = 20) -> DaemonProcess:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        roles = [d.status().get("daemon", {}).get("role") for d in daemons]
+        if roles.count("leader") == 1:
+            return leader_of(daemons)
+        time.sleep(0.05)
+    raise AssertionError(f"no single leader: {roles}")
+
+
+def query(db_url: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        return list(conn.execute(sql).fetchall())
+
+
+def test_one_leader_and_followers_serve_identical_trees(cluster: list[DaemonProcess]) -> None:
+    leader = wait_one_leader(cluster)
+    names = {d.status()["daemon"]["leader"] for d in cluster}
+    assert names == {leader.status()["daemon"]["node"]}
+    leader.drop("hello")
+    leader.drop("welcome")
+    for daemon in cluster:
+        daemon.wait_pack("hello", "active", "1.0.0")
+        daemon.wait_pack("welcome", "active", "1.2.0")
+    for ref in ("hello", "welcome"):
+        reference = served_tree(leader, ref)
+        assert reference and all(served_tree(d, ref) == reference for d in cluster)
+    followers = [d for d in cluster if d is not leader]
+    assert all(not d.events("pack.test.started") for d in followers)  # only the leader tests
+
+
+def test_kill_leader_mid_test_run_new_leader_finishes_once(
+    cluster: list[DaemonProcess], db_url: str
+) -> None:
+    leader = wait_one_leader(cluster)
+    slow = "#!/bin/sh\nsleep 3\necho 'Total Tests: 1'\necho 'Passed: 1'\necho 'Failed: 0'\n"
+    leader.drop("hello", test_script=slow)
+    leader.wait_for(lambda _s: bool(leader.events("pack.test.started")), what="test start")
+    leader.kill()
+    killed_at = time.monotonic()
+    survivors = [d for d in cluster if d is not leader]
+    new_leader = wait_one_leader(survivors)
+    takeover = time.monotonic() - killed_at
+    print(f"\ntakeover after kill -9 of the leader: {takeover:.2f} s")
+    for daemon in survivors:
+        daemon.wait_pack("hello", "active", "1.0.0", timeout=30)
+    assert query(db_url, "SELECT count(*) FROM pack WHERE ref = 'hello'") == [(1,)]
+    assert query(db_url, "SELECT count(*) FROM pack_revision WHERE ref = 'hello'") == [(1,)]
+    runs = query(db_url, "SELECT outcome FROM pack_test_execution WHERE pack_ref = 'hello'")
+    assert runs == [("registered",)]  # the killed run never committed; the new one did, once
+    assert new_leader.events("cluster.leader.elected")
+
+
+def test_follower_offline_during_three_upgrades_catches_up(
+    node: Callable[[str], DaemonProcess],
+) -> None:
+    leader = node("a").start()
+    wait_one_leader([leader])
+    follower = node("b").start()
+    leader.drop("hello")
+    follower.wait_pack("hello", "active", "1.0.0")
+    assert follower.stop() == 0
+    for version in ("1.1.0", "1.2.0", "1.3.0"):
+        leader.drop("hello", version=version)
+        leader.wait_pack("hello", "active", version)
+    follower.start()
+    follower.wait_pack("hello", "active", "1.3.0")
+    assert served_tree(follower, "hello") == served_tree(leader, "hello")
+    assert follower.status()["daemon"]["role"] == "follower"
