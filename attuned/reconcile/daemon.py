@@ -26,10 +26,10 @@ from attuned import __version__
 from attuned.cluster.role import ClusterRole
 from attuned.config import AttunedConfig, default_config, load_config
 from attuned.errors import AttunedError
-from attuned.pack.content import digest, list_files
 from attuned.reconcile import facts
 from attuned.reconcile.apply import Applier, SourcePolicy, StepOutcome, StepResult
 from attuned.reconcile.debounce import Debouncer
+from attuned.reconcile.drift import DriftCheck
 from attuned.reconcile.memory import remember, with_suspended
 from attuned.reconcile.model import ActionKind, Desired, Memory, Plan
 from attuned.reconcile.planner import plan as make_plan
@@ -150,6 +150,7 @@ class Daemon:
         self.snapshots = SnapshotStore(config.snapshots_path)
         self.conditions = ConditionLog()
         self.sources = SourceSet(self.snapshots, self.conditions)
+        self.drift = DriftCheck(self.snapshots, self.conditions)
         self.memory = Memory()
         self.packs: dict[str, PackStatus] = {}
         self.conflicts: list[dict[str, str]] = []
@@ -501,7 +502,7 @@ class Daemon:
             )
             if full:
                 self._watch_all()  # a folder that appeared (or came back) since
-                self._check_drift(registry)
+                self.drift.check(registry)
                 self._collect_garbage(registry, desired)
             self._summarise(
                 registry, plan, {r.ref: r for r in results}, started, started_mono, trigger
@@ -631,40 +632,6 @@ class Daemon:
         self._retry_timer.start()
 
     # -- upkeep on full passes ----------------------------------------------------------------
-
-    def _check_drift(self, registry: Registry) -> None:
-        """Served files that no longer match the recorded digest are restored from snapshot."""
-        with registry.db.read() as session:
-            records = list(repository.list_packs(session))
-        for record in records:
-            served = registry.store.active_dir(record.ref)
-            if served is None or not served.is_dir():
-                continue
-            try:
-                actual = digest(served, list_files(served))
-            except AttunedError as exc:
-                actual = f"unreadable: {exc}"
-            if actual == record.digest:
-                continue
-            snapshot = self.snapshots.root / record.digest
-            if snapshot.is_dir():
-                registry.store.restore(record.ref, record.version, snapshot)
-                log.warning(
-                    Event.PACK_DRIFT_REPAIRED,
-                    pack=record.ref,
-                    version=record.version,
-                    digest=record.digest,
-                    source=record.source,
-                )
-            else:
-                self.conditions.report(
-                    f"drift:{record.ref}:{actual}",
-                    Event.PACK_DRIFT_DETECTED,
-                    pack=record.ref,
-                    version=record.version,
-                    digest=record.digest,
-                    reason="no snapshot to restore from (registered by hand?)",
-                )
 
     def _collect_garbage(self, registry: Registry, desired: Desired) -> None:
         with registry.db.read() as session:
