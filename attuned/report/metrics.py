@@ -7,14 +7,13 @@ half of it. docs/metrics.md documents every metric; a test keeps the two in step
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, get_args
 
+from attuned.report.atomic import replace_text
 from attuned.report.status import PackState, Phase, Status
 from attuned.testing.results import TestStatus
 
@@ -200,19 +199,6 @@ def render_metrics(status: Status, counters: MetricCounters) -> str:
 
 
 def write_metrics(path: Path, text: str) -> None:
-    """Replace `path` atomically with mode 0644 (node_exporter runs as another user).
-
-    The temporary file starts with a dot and does not end in `.prom`, so the collector never
-    reads it. The directory is not created: it belongs to node_exporter's set-up.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace `path` atomically with mode 0644 (node_exporter runs as another user). The
+    directory is not created: it belongs to node_exporter's set-up."""
+    replace_text(path, text)

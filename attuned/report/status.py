@@ -8,13 +8,13 @@ docs/status-file.md documents every field.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from attuned.report.atomic import replace_text
 
 Phase = Literal["starting", "idle", "reconciling", "degraded", "stopping", "stopped"]
 PackState = Literal["active", "pending", "failed", "blocked", "removed", "suspended", "kept"]
@@ -90,19 +90,7 @@ def now() -> datetime:
 def write_status(path: Path, status: Status) -> None:
     """Replace `path` atomically: readers see the old file or the new one, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = status.model_dump(mode="json")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_text(path, json.dumps(status.model_dump(mode="json"), indent=1) + "\n")
 
 
 def read_status(path: Path) -> Status:
