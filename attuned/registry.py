@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from attuned import faults
 from attuned.config import AttunedConfig
 from attuned.errors import (
     AttunedError,
@@ -198,6 +199,7 @@ class Registry:
             result = None
             if not skip_tests:
                 result = self._run_tests(pack, version_dir, trigger, cancel, plog)
+                faults.point("after_tests")
                 if cancel is not None and cancel.is_set():  # killed by shutdown: not a verdict
                     self._record_only(result, trigger, Outcome.CANCELLED, pack.digest)
                     raise RegistrationCancelled(f"tests of {pack.ref} {pack.version} cancelled")
@@ -208,6 +210,7 @@ class Registry:
                 plog.warning(Event.PACK_ROLLED_BACK, reason=result.gate.reason)
                 raise TestsRolledBack(result)
             record = self._commit(pack, result, trigger, outcome, provenance, plog, version_dir)
+            faults.point("after_commit")
             self.store.activate(pack.ref, version_dir)
         if previous is not None and previous != version_dir.resolve():
             self.store.retire(pack.ref, keep=self.keep_versions)
@@ -339,6 +342,8 @@ class Registry:
                     )
                 self.hooks.pack_committed(session, record, version_dir)
                 self.hooks.before_commit(session)
+                session.flush()
+                faults.point("before_commit")
         except Exception as exc:
             if result is not None:  # the run happened: keep it for the audit trail
                 self._record_only(result, trigger, Outcome.ABORTED, pack.digest)

@@ -13,6 +13,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from attuned import faults
 from attuned.errors import Problem, ValidationFailed
 
 _CHUNK = 1 << 20
@@ -30,6 +31,20 @@ def _ignored(name: str) -> bool:
     return name in IGNORED_NAMES or name.endswith(".pyc")
 
 
+def _bad_name(pack_dir: Path, rel: str) -> Problem | None:
+    """A name that would break the digest (not UTF-8) or forge lines in logs (control chars).
+
+    The problem names the pack directory, with the name escaped, never the raw path.
+    """
+    try:
+        rel.encode("utf-8")  # os.walk smuggles undecodable bytes in as lone surrogates
+    except UnicodeEncodeError:
+        return Problem(pack_dir, "a file name is not UTF-8 text; rename it")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in rel):
+        return Problem(pack_dir, f"file name {rel!r} has a control character; rename it")
+    return None
+
+
 def list_files(pack_dir: Path) -> list[PackFile]:
     """Every regular file of the pack, sorted; ValidationFailed for anything else."""
     problems: list[Problem] = []
@@ -43,8 +58,15 @@ def list_files(pack_dir: Path) -> list[PackFile]:
         dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
         for name in [*dirnames, *sorted(f for f in filenames if not _ignored(f))]:
             full = os.path.join(dirpath, name)  # os.walk speaks strings
-            info = os.lstat(full)
             rel = os.path.relpath(full, root)
+            bad_name = _bad_name(pack_dir, rel)
+            if bad_name is not None:
+                if bad_name not in problems:
+                    problems.append(bad_name)
+                if name in dirnames:
+                    dirnames.remove(name)  # one problem for the directory, not one per file
+                continue
+            info = os.lstat(full)
             if stat.S_ISLNK(info.st_mode):
                 target = os.readlink(full)
                 problems.append(Problem(Path(full), f"symbolic link (to {target!r}) refused"))
@@ -82,7 +104,9 @@ def digest(pack_dir: Path, files: list[PackFile] | None = None) -> str:
 def copy_files(pack_dir: Path, files: list[PackFile], target: Path) -> None:
     """Copy exactly the listed files (not whatever appeared since) into a new `target`."""
     target.mkdir(parents=True)
-    for item in files:
+    for index, item in enumerate(files):
+        if index == len(files) // 2:
+            faults.point("mid_copy")
         dest = target / item.relpath
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pack_dir / item.relpath, dest)

@@ -22,7 +22,7 @@ from typing import IO, Any, Literal
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from attuned import __version__
+from attuned import __version__, faults
 from attuned.cluster.role import ClusterRole
 from attuned.config import AttunedConfig, default_config, load_config
 from attuned.errors import AttunedError
@@ -481,6 +481,7 @@ class Daemon:
         try:
             registry = self._registry()
             scans = self.sources.scan_all(poll or set(), heartbeat=self._beat)
+            faults.point("after_snapshot")
             with registry.db.read() as session:
                 suspended = set(repository.suspended_refs(session))
                 actual = facts.actual_packs(session, suspended)

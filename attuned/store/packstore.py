@@ -19,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
+from attuned import faults
 from attuned.pack.content import PackFile, copy_files, digest, list_files
 from attuned.pack.versions import is_version
 
@@ -148,6 +149,7 @@ class PackStore:
             if kept < keep:
                 kept += 1
                 continue
+            faults.point("mid_gc")
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(directory)
         return removed
@@ -187,6 +189,7 @@ class PackStore:
         for entry in candidates:
             if entry.lstat().st_mtime > horizon:
                 continue
+            faults.point("mid_gc")
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
