@@ -45,6 +45,9 @@ class DatabaseConfig(_Section):
         default=None, description="SQLAlchemy URL; default SQLite at <state_dir>/attuned.db"
     )
     auto_migrate: bool = Field(default=True, description="upgrade the schema when opened")
+    busy_timeout: float = Field(
+        default=30, gt=0, description="SQLite: seconds to wait for another writer's lock"
+    )
 
 
 class LogConfig(_Section):

@@ -133,7 +133,7 @@ class Registry:
 
     @classmethod
     def from_config(cls, config: AttunedConfig) -> Registry:
-        database = Database(config.database_url)
+        database = Database(config.database_url, busy_timeout=config.database.busy_timeout)
         if config.database.auto_migrate:
             database.migrate()
         registry = cls(

@@ -31,7 +31,7 @@ from attuned.reconcile.apply import Applier, SourcePolicy, StepOutcome, StepResu
 from attuned.reconcile.debounce import Debouncer
 from attuned.reconcile.drift import DriftCheck
 from attuned.reconcile.memory import remember, with_suspended
-from attuned.reconcile.model import ActionKind, Desired, Memory, Plan
+from attuned.reconcile.model import ActionKind, Desired, FailureKind, Memory, Plan
 from attuned.reconcile.planner import plan as make_plan
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sourceset import SourceSet
@@ -509,8 +509,12 @@ class Daemon:
                 registry, plan, {r.ref: r for r in results}, started, started_mono, trigger
             )
             self._db_failures = 0
-            self.error = None
-            self.phase = "idle"
+            transient = [r for r in results if r.failure_kind is FailureKind.TRANSIENT]
+            # a pack that could not be written (database locked, disk full) is not its fault:
+            # say so in the phase, and come back when its backoff ends, event or no event
+            self.error = transient[0].error if transient else None
+            self.phase = "degraded" if transient else "idle"
+            self._retry_transient()
             self.counters.count_pass(ok=True)
         except Exception as exc:  # database down, disk full...: degrade, retry with backoff
             self._degraded(exc)
@@ -613,6 +617,19 @@ class Daemon:
         )
         log.info(Event.RECONCILE_FINISHED, trigger=trigger, duration_ms=duration_ms, **counts)
 
+    def _retry_transient(self) -> None:
+        """A pass when the earliest transient failure's backoff ends."""
+        due = [f.retry_at for f in self.memory.failures.values() if f.kind is FailureKind.TRANSIENT]
+        if due:
+            self._retry_in(max(min(due) - time.time(), 0.05))
+
+    def _retry_in(self, delay: float) -> None:
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        self._retry_timer = threading.Timer(delay, lambda: self.requests.ask(full=True))
+        self._retry_timer.daemon = True
+        self._retry_timer.start()
+
     def _degraded(self, exc: Exception) -> None:
         self.counters.count_pass(ok=False)
         self._db_failures += 1
@@ -626,11 +643,7 @@ class Daemon:
             Event.DAEMON_DEGRADED, error=self.error, retry_in_s=delay, attempt=self._db_failures
         )
         self._close_registry()
-        if self._retry_timer is not None:
-            self._retry_timer.cancel()
-        self._retry_timer = threading.Timer(delay, lambda: self.requests.ask(full=True))
-        self._retry_timer.daemon = True
-        self._retry_timer.start()
+        self._retry_in(delay)
 
     # -- upkeep on full passes ----------------------------------------------------------------
 

@@ -47,6 +47,7 @@ class DaemonProcess:
         }
         self.proc: subprocess.Popen[bytes] | None = None
         self.env: dict[str, str] = {}  # extra environment, e.g. NOTIFY_SOCKET
+        self.preexec: Callable[[], None] | None = None  # e.g. a resource limit for the daemon
 
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config))
@@ -61,6 +62,7 @@ class DaemonProcess:
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
                 env=env,
+                preexec_fn=self.preexec,
             )
         self.wait_for(
             lambda s: (
