@@ -139,7 +139,7 @@ class Registry:
         registry = cls(
             database,
             PackStore(config.packs_path),
-            TestExecutor(config.testing),
+            TestExecutor(config.testing, hidden_paths=private_paths(config)),
             keep_versions=config.reconcile.keep_versions,
         )
         registry.repair_store()
@@ -391,6 +391,16 @@ class Registry:
         """Run a pack's tests without storing anything (`attuned test`)."""
         pack = load_pack(path)
         return self.executor.run(pack.path, pack.manifest, cancel=cancel)
+
+
+def private_paths(config: AttunedConfig) -> tuple[Path, ...]:
+    """What sandboxed pack tests must not see: attuned's state, database and config."""
+    paths = [config.state_dir.absolute()]
+    if config.database_url.startswith("sqlite:///"):
+        paths.append(Path(config.database_url.removeprefix("sqlite:///")).parent)
+    if config.path is not None:
+        paths.append(config.path.absolute())
+    return tuple(dict.fromkeys(paths))
 
 
 _REGISTERED_EVENT = {

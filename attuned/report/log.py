@@ -55,6 +55,7 @@ class Event(StrEnum):
     DAEMON_DEGRADED = "daemon.degraded"
     STORE_REPAIRED = "store.repaired"
     STATUS_WRITE_FAILED = "status.write.failed"
+    TESTING_SANDBOX_UNAVAILABLE = "testing.sandbox.unavailable"
     METRICS_WRITE_FAILED = "metrics.write.failed"
     DB_MIGRATED = "db.migrated"
 

@@ -4,8 +4,10 @@ results, and decide the gate. Test problems never raise; they become failed suit
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,11 +15,12 @@ from attuned.pack.manifest import PackManifest, RunnerSpec, TestingSection
 from attuned.testing.environment import scrubbed_environment
 from attuned.testing.formats import RunnerOutput
 from attuned.testing.gate import decide_gate
-from attuned.testing.limits import rlimit_setter
-from attuned.testing.process import Ending, run_process
+from attuned.testing.limits import child_setup, hand_over
+from attuned.testing.process import Ending, ProcessOutcome, run_process
 from attuned.testing.results import CaseStatus, PackTestResult, TestSuiteResult
 from attuned.testing.results_files import ResultFiles
 from attuned.testing.runners import RUNNERS, RunnerJob
+from attuned.testing.sandbox import Launch, bwrap_argv, launch_for, readable_roots
 from attuned.testing.settings import ExecutorSettings
 from attuned.testing.staging import Stage, staged_pack
 from attuned.testing.suites import error_suite, suite_from_run
@@ -31,8 +34,13 @@ class TestExecutor:
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, settings: ExecutorSettings | None = None) -> None:
+    def __init__(
+        self, settings: ExecutorSettings | None = None, *, hidden_paths: Iterable[Path] = ()
+    ) -> None:
+        """`hidden_paths` add to `settings.hidden_paths`: the daemon passes its state
+        directory, database and config, which a sandboxed test must not see."""
         self.settings = settings or ExecutorSettings()
+        self.hidden_paths = (*self.settings.hidden_paths, *hidden_paths)
 
     def run(
         self,
@@ -94,6 +102,11 @@ class TestExecutor:
         suites: list[TestSuiteResult],
     ) -> bool:
         """Append one suite per runner to `suites`; True when cancelled before the end."""
+        launch = launch_for(self.settings)
+        if isinstance(launch, str):  # the host cannot run tests as configured
+            name, spec = next(iter(testing.runners.items()))
+            suites.append(error_suite(name, spec, launch))
+            return False
         with contextlib.ExitStack() as cleanup:
             try:
                 stage = cleanup.enter_context(
@@ -107,10 +120,12 @@ class TestExecutor:
                 name, spec = next(iter(testing.runners.items()))
                 suites.append(error_suite(name, spec, f"could not stage the pack: {exc}"))
                 return False
+            if launch.run_as is not None:
+                hand_over(stage.root, launch.run_as)
             for name, spec in testing.runners.items():
                 if cancel is not None and cancel.is_set():
                     return True
-                suite, ending = self._run_one(name, spec, stage, manifest, python, cancel)
+                suite, ending = self._run_one(name, spec, stage, manifest, python, launch, cancel)
                 suites.append(suite)
                 if ending is Ending.CANCELLED:
                     return True
@@ -123,6 +138,7 @@ class TestExecutor:
         stage: Stage,
         manifest: PackManifest,
         python: str,
+        launch: Launch,
         cancel: threading.Event | None,
     ) -> tuple[TestSuiteResult, Ending | None]:
         job = RunnerJob(
@@ -137,9 +153,19 @@ class TestExecutor:
         except ValueError as exc:
             return error_suite(name, spec, str(exc)), None
         command = RUNNERS[spec.type].command(job)
+        argv = command.argv
+        if launch.sandboxed:
+            argv = bwrap_argv(
+                argv,
+                cwd=stage.pack,
+                writable=(stage.root,),
+                hidden=self.hidden_paths,
+                readable=readable_roots(self.settings, python),
+                run_as=launch.run_as,
+            )
         timeout = self._timeout(spec)
         outcome = run_process(
-            command.argv,
+            argv,
             cwd=stage.pack,
             env=scrubbed_environment(
                 self.settings,
@@ -152,9 +178,12 @@ class TestExecutor:
             timeout=timeout,
             kill_grace=self.settings.kill_grace,
             capture_limit=self.settings.parse_limit_mib * _MIB,
-            preexec_fn=rlimit_setter(self.settings.limits),
+            preexec_fn=child_setup(self.settings.limits, launch.run_as),
             cancel=cancel,
+            spare_leader_from_term=launch.sandboxed,
         )
+        if launch.sandboxed:
+            outcome = _unwrap_sandbox(outcome)
         output = RunnerOutput(
             runner_name=name,
             stdout=outcome.stdout.text(),
@@ -182,6 +211,29 @@ class TestExecutor:
             spec.timeout if "timeout" in spec.model_fields_set else self.settings.default_timeout
         )
         return min(wanted, self.settings.timeout_cap)
+
+
+_SIGNAL_BASE = 128  # bwrap exits 128 + n when its command was killed by signal n
+
+
+def _unwrap_sandbox(outcome: ProcessOutcome) -> ProcessOutcome:
+    """Report what bwrap reports in its own way as if there were no bwrap: its failure to
+    start the command (exit 1, one `bwrap: ` line) as not started, and a signal death, which
+    it passes on as exit code 128 + n like a shell, as the signal, so that limits are named
+    (a test exiting 152 on purpose reads as SIGXCPU, the same ambiguity as in a shell)."""
+    code = outcome.returncode
+    stderr = outcome.stderr.text()
+    if code == 1 and stderr.startswith("bwrap: ") and stderr.count("\n") <= 1:
+        return dataclasses.replace(
+            outcome, ending=Ending.NOT_STARTED, start_error=stderr.strip().removeprefix("bwrap: ")
+        )
+    if (
+        outcome.ending is Ending.EXITED
+        and code is not None
+        and _SIGNAL_BASE < code <= _SIGNAL_BASE + 64
+    ):
+        return dataclasses.replace(outcome, returncode=-(code - _SIGNAL_BASE))
+    return outcome
 
 
 def _why_nothing_runs(testing: TestingSection | None) -> str | None:

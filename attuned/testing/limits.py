@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import resource
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from attuned.testing.settings import ResourceLimits
 
@@ -52,3 +56,64 @@ def rlimit_setter(limits: ResourceLimits) -> Callable[[], None]:
             setrlimit(which, values)
 
     return apply
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged identity of test processes (`testing.run_as`). Root is exempt from
+    RLIMIT_NPROC and may read or write any file; a plain user is neither."""
+
+    uid: int
+    gid: int
+
+
+def resolve_user(user: str) -> RunAs:
+    """A user name or numeric uid from the settings; KeyError when the host has no such user
+    (a numeric uid without a passwd entry runs with the gid of the same number)."""
+    if user.isdigit():
+        uid = int(user)
+        try:
+            return RunAs(uid, pwd.getpwuid(uid).pw_gid)
+        except KeyError:
+            return RunAs(uid, uid)
+    entry = pwd.getpwnam(user)
+    return RunAs(entry.pw_uid, entry.pw_gid)
+
+
+def identity_setter(run_as: RunAs | None) -> Callable[[], None] | None:
+    """A preexec_fn that gives up root for `run_as`: groups, then gid, then uid (the last
+    step drops the right to do the others). None when there is nothing to change."""
+    if run_as is None or (os.getuid() == run_as.uid and os.getgid() == run_as.gid):
+        return None
+    uid, gid = run_as.uid, run_as.gid
+    setgroups, setgid, setuid = os.setgroups, os.setgid, os.setuid
+
+    def apply() -> None:
+        setgroups([])
+        setgid(gid)
+        setuid(uid)
+
+    return apply
+
+
+def child_setup(limits: ResourceLimits, run_as: RunAs | None) -> Callable[[], None]:
+    """Limits first (lowering them needs no privilege, raising a hard limit would), then
+    the identity."""
+    set_limits = rlimit_setter(limits)
+    set_identity = identity_setter(run_as)
+    if set_identity is None:
+        return set_limits
+
+    def apply() -> None:
+        set_limits()
+        set_identity()
+
+    return apply
+
+
+def hand_over(root: Path, run_as: RunAs) -> None:
+    """Give the staged copy to the test user: it must write there, and only there."""
+    os.chown(root, run_as.uid, run_as.gid)
+    for directory, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            os.chown(os.path.join(directory, name), run_as.uid, run_as.gid, follow_symlinks=False)

@@ -69,8 +69,12 @@ def run_process(
     capture_limit: int,
     preexec_fn: Callable[[], None] | None = None,
     cancel: threading.Event | None = None,
+    spare_leader_from_term: bool = False,
 ) -> ProcessOutcome:
-    """Run `argv` to completion, timeout or cancellation; never leaves its session running."""
+    """Run `argv` to completion, timeout or cancellation; never leaves its session running.
+
+    `spare_leader_from_term`: the main process is a sandbox (bwrap) whose death kills every
+    process inside at once; SIGTERM goes to the others only, so they get the grace period."""
     stdout, stderr = BoundedCapture(capture_limit), BoundedCapture(capture_limit)
     started = time.monotonic()
     try:
@@ -95,7 +99,7 @@ def run_process(
             ending = pump.wait_for_exit(started + timeout, cancel)
             duration = time.monotonic() - started
             if ending is not Ending.EXITED or _session_members(proc.pid):
-                _terminate_session(proc.pid, kill_grace, pump)
+                _terminate_session(proc.pid, kill_grace, pump, spare_leader_from_term)
             pump.drain(time.monotonic() + _DRAIN)
     except BaseException:  # e.g. KeyboardInterrupt: never leave the tests running
         _signal_session(proc.pid, signal.SIGKILL)
@@ -212,20 +216,22 @@ def _session_members(session: int) -> list[tuple[int, int]]:
     return members
 
 
-def _signal_session(session: int, signum: int) -> None:
+def _signal_session(session: int, signum: int, *, spare_leader: bool = False) -> None:
     """Signal the process group, then each process of the session outside it (a test may
-    have made groups of its own, e.g. with `set -m`). Nobody gets the signal twice."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(session, signum)
+    have made groups of its own, e.g. with `set -m`). Nobody gets the signal twice. Sparing
+    the leader means signalling each other member one by one."""
+    if not spare_leader:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(session, signum)
     for pid, group in _session_members(session):
-        if group != session:
+        if (group != session or spare_leader) and pid != session:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signum)
 
 
-def _terminate_session(session: int, grace: float, pump: _Pump) -> None:
+def _terminate_session(session: int, grace: float, pump: _Pump, spare_leader: bool) -> None:
     """SIGTERM, wait up to `grace` seconds (still reading output), then SIGKILL."""
-    _signal_session(session, signal.SIGTERM)
+    _signal_session(session, signal.SIGTERM, spare_leader=spare_leader)
     _wait_until_empty(session, time.monotonic() + grace, pump)
     if _session_members(session):
         _signal_session(session, signal.SIGKILL)

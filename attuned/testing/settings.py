@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,6 +20,15 @@ class ResourceLimits(BaseModel):
     open_files: int | None = Field(default=1024, gt=0)
     processes: int | None = Field(default=512, gt=0)
     file_size_mb: int | None = Field(default=1024, gt=0)
+
+
+class SandboxMode(StrEnum):
+    """`auto`: bubblewrap when it works here, else none (with a warning); `bwrap`: required,
+    a runner fails when it cannot be sandboxed; `none`: never."""
+
+    AUTO = "auto"
+    BWRAP = "bwrap"
+    NONE = "none"
 
 
 class ExecutorSettings(BaseModel):
@@ -43,3 +53,17 @@ class ExecutorSettings(BaseModel):
         default=None, description="where private pack copies are made (default: system temp)"
     )
     limits: ResourceLimits = Field(default_factory=ResourceLimits)
+    sandbox: SandboxMode = Field(
+        default=SandboxMode.AUTO, description="run each test process under bubblewrap"
+    )
+    hidden_paths: tuple[Path, ...] = Field(
+        default=(), description="files and directories a sandboxed test must not see"
+    )
+    readable_paths: tuple[Path, ...] = Field(
+        default=(),
+        description="shown read-only to sandboxed tests although under /root, /home, /tmp ...",
+    )
+    run_as: str | None = Field(
+        default=None,
+        description="user (name or uid) test processes run as, when the daemon runs as root",
+    )

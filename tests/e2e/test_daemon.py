@@ -142,7 +142,12 @@ def test_sighup_adds_a_source_and_sigterm_stops_cleanly(daemon: DaemonProcess) -
     assert daemon.status()["daemon"]["phase"] == "stopped"
 
 
-def test_sigterm_during_a_test_run_kills_it_and_exits_quickly(daemon: DaemonProcess) -> None:
+def test_sigterm_during_a_test_run_kills_it_and_exits_quickly(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    daemon = daemon_factory()
+    daemon.config["testing"]["sandbox"] = "none"  # the test reports its pid through a host file
+    daemon.start()
     pid_file = daemon.root / "test.pid"
     daemon.drop("hello", test_script=f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\nwait\n")
     daemon.wait_for(
@@ -222,8 +227,13 @@ def test_periodic_resync_repairs_drift(daemon_factory: Callable[..., DaemonProce
     assert daemon.events("pack.drift.repaired")[0]["pack"] == "hello"
 
 
-def test_independent_packs_are_tested_in_parallel(daemon: DaemonProcess) -> None:
+def test_independent_packs_are_tested_in_parallel(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
     """Each pack's test waits for the other's to be running: passes only when concurrent."""
+    daemon = daemon_factory()
+    daemon.config["testing"]["sandbox"] = "none"  # the tests meet through a host directory
+    daemon.start()
     rendezvous = daemon.root / "rendezvous"
     rendezvous.mkdir()
 

@@ -313,7 +313,12 @@ def test_timeout_kills_the_runner_and_its_background_grandchild(
         wait
     """
     started = time.monotonic()
-    result = run_pack({"tests/run.sh": script}, {"slow": shell("tests/run.sh", timeout=1)})
+    unsandboxed = ExecutorSettings(kill_grace=0.3, sandbox="none")  # it writes to tmp_path
+    result = run_pack(
+        {"tests/run.sh": script},
+        {"slow": shell("tests/run.sh", timeout=1)},
+        settings=unsandboxed,
+    )
     elapsed = time.monotonic() - started
 
     suite = result.test_suites[0]
@@ -453,7 +458,7 @@ def test_cancel_kills_the_running_runner_and_skips_the_rest(make_pack, tmp_path,
     timer.start()
     started = time.monotonic()
     try:
-        result = TestExecutor(ExecutorSettings(kill_grace=0.3)).run(
+        result = TestExecutor(ExecutorSettings(kill_grace=0.3, sandbox="none")).run(  # pid_file
             pack.path, pack.manifest, cancel=cancel
         )
     finally:
@@ -497,7 +502,8 @@ def test_python_interpreter_is_chosen_per_pack(make_pack, tmp_path):
         {"py": {"type": "unittest", "entry_point": "tests/test_one.py"}},
     )
 
-    result = TestExecutor().run(pack.path, pack.manifest, python=str(wrapper))
+    unsandboxed = ExecutorSettings(sandbox="none")  # the wrapper writes to tmp_path
+    result = TestExecutor(unsandboxed).run(pack.path, pack.manifest, python=str(wrapper))
 
     assert marker.exists()
     assert (result.total_tests, result.passed) == (1, 1)
