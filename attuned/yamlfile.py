@@ -1,11 +1,19 @@
 """Load YAML into pydantic models with errors that name the file, line and field.
 
-The fast C loader builds the data; the (slower) node tree that knows line numbers is
-composed only when there is an error to place.
+The fast C loader builds the data; the node tree that knows line numbers is composed (also in
+C) only when there is an error to place.
+
+Pack files come from anyone who can drop a folder or an archive, so reading one is bounded:
+a size cap before parsing, a nesting cap, and a budget for aliases (a "billion laughs" file
+is a few hundred bytes that expand to gigabytes in whatever serialises the data later).
+Anchors and aliases stay allowed within that budget, since `<<: *defaults` is common YAML.
+Duplicate keys, which PyYAML silently resolves to the last one, are an error.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,42 +24,253 @@ from pydantic import ValidationError as PydanticValidationError
 
 from attuned.errors import Problem, ValidationFailed
 
-try:  # the C loader is ~10x faster; fall back where libyaml is missing
-    _Loader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+MAX_YAML_BYTES = 1 << 20  # a pack.yaml is a few KiB; a component file rarely 100 KiB
+MAX_DEPTH = 64  # levels of nested nodes (a scalar counts as one): Attune files use < 10
+MAX_ALIASES = 100  # alias uses (`*name`, `<<: *name`) in one file
+MAX_ALIAS_NODES = 10_000  # nodes that aliases repeat, counted as if expanded
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+try:  # the C parser is ~10x faster; fall back where libyaml is missing
+    _Base: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
 except AttributeError:  # pragma: no cover - depends on the PyYAML build
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Loc = tuple[str | int, ...]
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse one YAML file; a syntax error becomes a Problem with its line."""
+class _Refused(yaml.MarkedYAMLError):
+    """A limit of this module, reported like a syntax error: with the line it concerns."""
+
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(problem=message, problem_mark=mark)
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
+    """The safe loader, plus the checks above; the node graph is checked before construction."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        # no anchor, no alias: the node graph is a tree and a cheaper walk will do
+        self.may_alias = "&" in stream
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None and self.may_alias:
+            check_graph(node)
+        elif node is not None:
+            _check_tree(node)
+        return node
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        return None if node is None else self.construct_document(node)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # a scalar the resolver typed but Python refuses (2001-13-45, !!int abc) would
+        # otherwise escape as a bare ValueError with no line
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, OverflowError, AttributeError, LookupError) as exc:
+            kind = str(node.tag).rpartition(":")[2] or "value"
+            raise _Refused(f"cannot read this {kind}: {exc}", node.start_mark) from None
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            _no_duplicate_keys(self, node)
+        return super().construct_mapping(node, deep)  # type: ignore[no-any-return]
+
+
+def _no_duplicate_keys(loader: _Loader, node: yaml.MappingNode) -> None:
+    """Keys written twice in one mapping (merged-in keys may be overridden: that is the point)."""
+    first: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key = loader.construct_object(key_node)
+        line = key_node.start_mark.line + 1
+        try:
+            hash(key)
+        except TypeError:
+            continue  # `!!set` as a key: PyYAML reports the unhashable key itself
+        if key in first:
+            shown = repr(key) if len(repr(key)) <= 80 else repr(key)[:77] + "..."
+            raise _Refused(
+                f"duplicate key {shown} (first on line {first[key]})", key_node.start_mark
+            )
+        first[key] = line
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_tree(root: yaml.Node) -> None:
+    """The nesting cap, for a document without anchors (so without aliases)."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _Refused(f"nested more than {MAX_DEPTH} levels deep", node.start_mark)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.append((key, depth + 1))
+                stack.append((value, depth + 1))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
+
+
+def check_graph(root: yaml.Node) -> None:
+    """Refuse deep nesting, recursive aliases and alias bombs, in one pass over the nodes.
+
+    An alias is the same node object reached again, so the composed graph is as small as the
+    text; what aliases would cost once expanded is computed from memoised subtree sizes,
+    without expanding anything.
+    """
+    size: dict[int, int] = {}  # expanded node count of each finished node
+    height: dict[int, int] = {}  # expanded nesting below (and including) each finished node
+    owner: dict[int, tuple[int, int]] = {}  # node -> (parent, index) that reached it first
+    active: set[int] = set()  # the current path: reaching one of these again is a cycle
+    aliases = repeated = 0
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    owner[id(root)] = (0, 0)
+    while stack:
+        node, depth, leaving = stack.pop()
+        key = id(node)
+        kids = _children(node)
+        if not leaving:
+            if depth > MAX_DEPTH:
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep", node.start_mark)
+            active.add(key)
+            stack.append((node, depth, True))
+            fresh = []
+            for index, child in enumerate(kids):  # in document order, where anchors come first
+                if id(child) in active:
+                    raise _Refused("recursive alias (a node that contains itself)", node.start_mark)
+                if id(child) not in owner:
+                    owner[id(child)] = (key, index)
+                    fresh.append(child)
+            stack.extend((child, depth + 1, False) for child in reversed(fresh))
+            continue
+        active.discard(key)
+        total, tallest = 1, 0
+        for index, child in enumerate(kids):
+            total += size[id(child)]
+            tallest = max(tallest, height[id(child)])
+            if owner[id(child)] != (key, index):  # reached before: an alias
+                aliases += 1
+                repeated += size[id(child)]
+        size[key], height[key] = total, tallest + 1
+        if aliases > MAX_ALIASES:
+            raise _Refused(f"more than {MAX_ALIASES} aliases", node.start_mark)
+        if repeated > MAX_ALIAS_NODES:
+            raise _Refused(
+                f"aliases expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?)",
+                node.start_mark,
+            )
+        if depth - 1 + height[key] > MAX_DEPTH:
+            raise _Refused(
+                f"nested more than {MAX_DEPTH} levels deep (through aliases)", node.start_mark
+            )
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, refusing what is not a small UTF-8 regular file before any parsing.
+
+    Opened non-blocking and checked with fstat, so a FIFO named `x.yaml` cannot hang the
+    daemon and a symlink swapped in between a check and the read changes nothing.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise ValidationFailed([Problem(path, "file not found")]) from None
-    except UnicodeDecodeError as exc:
-        raise ValidationFailed([Problem(path, f"not UTF-8 text ({exc.reason})")]) from None
     except OSError as exc:
         raise ValidationFailed([Problem(path, f"cannot read: {exc.strerror}")]) from None
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
-    except yaml.MarkedYAMLError as exc:
-        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValidationFailed(
+                [Problem(path, "not a regular file (directory, FIFO or device)")]
+            )
+        if info.st_size > MAX_YAML_BYTES:
+            raise ValidationFailed([_too_big(path, info.st_size)])
+        chunks: list[bytes] = []
+        got = 0
+        while got <= MAX_YAML_BYTES and (chunk := os.read(fd, MAX_YAML_BYTES + 1 - got)):
+            chunks.append(chunk)
+            got += len(chunk)
+    except OSError as exc:
+        raise ValidationFailed([Problem(path, f"cannot read: {exc.strerror}")]) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_YAML_BYTES:  # it grew after the fstat
+        raise ValidationFailed([_too_big(path, len(data))])
+    if b"\0" in data:
+        line = data.count(b"\n", 0, data.index(b"\0")) + 1
+        raise ValidationFailed([Problem(path, "binary content (a NUL byte), not YAML text", line)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start : exc.start + 1].hex()
         raise ValidationFailed(
-            [Problem(path, f"invalid YAML: {exc.problem or exc.context}", line=line)]
+            [Problem(path, f"not UTF-8 text (byte 0x{bad}: {exc.reason})", line)]
         ) from None
+
+
+def _too_big(path: Path, size: int) -> Problem:
+    return Problem(path, f"{size} bytes, more than the {MAX_YAML_BYTES} a YAML file may have")
+
+
+def _yaml_problem(path: Path, text: str, exc: yaml.YAMLError) -> Problem:
+    line: int | None = None
+    if isinstance(exc, yaml.MarkedYAMLError):
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        what = str(exc.problem or exc.context)
+        message = what if isinstance(exc, _Refused) else f"invalid YAML: {what}"
+    elif isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        message = f"invalid YAML: character {chr(exc.character)!r}: {exc.reason}"
+    else:
+        message = f"invalid YAML: {exc}"
+    return Problem(path, " ".join(message.split()), line=line)  # one problem, one log line
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse one YAML file; a syntax error or a refused construct is a Problem with its line."""
+    text = _read_text(path)
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
-        raise ValidationFailed([Problem(path, f"invalid YAML: {exc}")]) from None
+        raise ValidationFailed([_yaml_problem(path, text, exc)]) from None
+    except RecursionError:  # pragma: no cover - only the pure-Python parser recurses this deep
+        raise ValidationFailed(
+            [Problem(path, f"nested more than {MAX_DEPTH} levels deep")]
+        ) from None
+
+
+def _compose(path: Path) -> yaml.Node | None:
+    """The checked node tree of `path` (line numbers), None when it cannot be had."""
+    try:
+        loader = _Loader(_read_text(path))
+    except ValidationFailed:
+        return None
+    try:
+        return loader.get_single_node()  # type: ignore[no-any-return]
+    except (yaml.YAMLError, RecursionError):
+        return None
+    finally:
+        loader.dispose()
 
 
 def line_map(path: Path) -> dict[Loc, int]:
     """Map each key path in the document to the 1-based line where its value starts."""
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return {}
+    root = _compose(path)
     lines: dict[Loc, int] = {}
 
     def walk(node: yaml.Node, loc: Loc) -> None:
@@ -92,6 +311,8 @@ def field_name(loc: Sequence[str | int]) -> str:
     for part in loc:
         if isinstance(part, int):
             parts.append(f"[{part}]")
+        elif not part.isprintable():  # a key with a newline must not forge a log line
+            parts.append(f"[{part!r}]")
         elif parts:
             parts.append(f".{part}")
         else:

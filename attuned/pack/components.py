@@ -176,9 +176,16 @@ class _Loader:
         """An entry point is relative to the component's directory (Attune) or the pack root."""
         if not entry_point:
             return
+        if "\0" in entry_point:
+            self.problem(path, "entry_point contains a NUL byte", ("entry_point",))
+            return
         root = self.pack_dir.resolve()
         for base in (path.parent, self.pack_dir):
-            candidate = (base / entry_point).resolve()
+            try:
+                candidate = (base / entry_point).resolve()
+            except (OSError, RuntimeError) as exc:  # a symlink loop, an unreadable directory
+                self.problem(path, f"{entry_point!r} cannot be resolved: {exc}", ("entry_point",))
+                return
             if not candidate.is_relative_to(root):
                 self.problem(path, f"{entry_point!r} points outside the pack", ("entry_point",))
                 return

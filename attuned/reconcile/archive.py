@@ -38,6 +38,10 @@ class ArchiveLimits:
 
     max_bytes: int = 256 * MiB
     max_files: int = 10_000
+    # unpacked bytes per archive byte: text packs compress 3-10x, a bomb 1000x and more;
+    # archives that unpack to less than ratio_floor are never refused for their ratio
+    max_ratio: float = 100.0
+    ratio_floor: int = 8 * MiB
 
 
 def is_archive(name: str) -> bool:
@@ -91,7 +95,7 @@ def extract_archive(archive: Path, target: Path, limits: ArchiveLimits | None = 
 def _extract_tar(archive: Path, target: Path, limits: ArchiveLimits) -> None:
     # stream mode: a member's data is read once, in order, and never seeked back to
     with tarfile.open(archive, mode="r|*") as tar:
-        writer = _Writer(target, limits)
+        writer = _Writer(target, limits, archive.stat().st_size)
         for info in tar:
             member = _tar_member(info)
             relpath = writer.admit(member)
@@ -132,7 +136,7 @@ def _extract_zip(archive: Path, target: Path, limits: ArchiveLimits) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         # the central directory lists everything up front: refuse before writing anything
-        writer = _Writer(target, limits)
+        writer = _Writer(target, limits, archive.stat().st_size)
         writer.check_totals(len(infos), sum(i.file_size for i in infos))
         for info in infos:
             member = _zip_member(info)
@@ -160,9 +164,13 @@ def _zip_member(info: zipfile.ZipInfo) -> _Member:
 class _Writer:
     """Writes members under `target`, counting members and bytes against the limits."""
 
-    def __init__(self, target: Path, limits: ArchiveLimits) -> None:
+    def __init__(self, target: Path, limits: ArchiveLimits, archive_size: int) -> None:
         self.target = target
         self.limits = limits
+        # whichever is lower: the absolute cap, or what the archive's size can honestly hold
+        self.cap = min(
+            limits.max_bytes, max(limits.ratio_floor, int(archive_size * limits.max_ratio))
+        )
         self.members = 0
         self.declared = 0
         self.written = 0
@@ -174,6 +182,11 @@ class _Writer:
         if declared > self.limits.max_bytes:
             raise ArchiveRefused(
                 f"declares {declared} bytes, more than the cap of {self.limits.max_bytes}"
+            )
+        if declared > self.cap:
+            raise ArchiveRefused(
+                f"declares {declared} bytes from a much smaller archive (more than "
+                f"{self.limits.max_ratio:g} times its size): refused as a decompression bomb"
             )
 
     def admit(self, member: _Member) -> PurePosixPath | None:
@@ -210,7 +223,7 @@ class _Writer:
             ) from None
 
     def _write(self, source: IO[bytes], dest: Path, member: _Member) -> int:
-        budget = self.limits.max_bytes - self.written
+        budget = self.cap - self.written
         mode = 0o755 if member.executable else 0o644
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         with source, os.fdopen(fd, "wb") as out:
