@@ -6,6 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def _one_line(text: str) -> str:
+    """Control characters escaped: a problem is one log line, whatever a hostile file holds."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with one file: rendered as ``file:line: field: message``."""
@@ -23,7 +30,7 @@ class Problem:
                 where += f":{self.line}"
             where += ": "
         what = f"{self.field}: " if self.field else ""
-        return f"{where}{what}{self.message}"
+        return _one_line(f"{where}{what}{self.message}")
 
 
 class AttunedError(Exception):
