@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from attuned.pack.manifest import PackManifest
 from attuned.testing import TestExecutor
@@ -137,6 +138,43 @@ def main() -> None:
         "paired per run (median, p95);\noutside = executor wall time minus the suite's "
         "own duration; ratio = executor median / bare median."
     )
+
+
+def run(quick: bool) -> dict[str, Any]:
+    """The same measurement for bench/run.py: 2 runs per runner in --quick, else 30."""
+    runs = 2 if quick else 30
+    executor = TestExecutor()
+    rows, metrics = [], {}
+    for runner_type in PACKS:
+        row = measure(runner_type, runs, executor)
+        rows.append(
+            [runner_type] + [f"{row[k] * 1000:.1f}" for k in COLUMNS] + [f"{row['ratio']:.2f}"]
+        )
+        metrics |= {f"{runner_type}_{k}_s": row[k] for k in COLUMNS} | {
+            f"{runner_type}_ratio": row["ratio"]
+        }
+    return {
+        "name": "executor_overhead",
+        "title": "6. Test executor overhead per runner type",
+        "params": {"runs_per_runner": runs},
+        "tables": [
+            {
+                "columns": ["runner", *(f"{k} ms" for k in COLUMNS), "ratio"],
+                "rows": rows,
+            }
+        ],
+        "metrics": metrics,
+        "targets": [],
+        "notes": [
+            "bare: subprocess.run of the runner's own command; executor: TestExecutor.run; "
+            "overhead: executor - bare, paired per run (median, p95)",
+            "outside: executor wall time minus the suite's own duration; ratio: executor "
+            "median / bare median",
+        ],
+    }
+
+
+COLUMNS = ("bare", "executor", "overhead", "overhead_p95", "outside")
 
 
 if __name__ == "__main__":
