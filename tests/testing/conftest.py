@@ -132,3 +132,18 @@ def _process_is_gone(pid: int, within: float = 3.0) -> bool:
 @pytest.fixture
 def process_is_gone() -> Callable[[int], bool]:
     return _process_is_gone
+
+
+def live_processes_with(marker: str) -> list[int]:
+    """Host pids, not zombies, whose command line contains `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if marker.encode() in cmdline and state not in "ZX":
+                found.append(int(entry.name))
+    return found

@@ -18,6 +18,7 @@ from attuned.testing import CaseStatus, ExecutorSettings, ResourceLimits, TestEx
 from attuned.testing.limits import resolve_user
 from attuned.testing.sandbox import probe
 from attuned.testing.settings import SandboxMode
+from tests.testing.conftest import live_processes_with
 
 BASE = ExecutorSettings(kill_grace=0.3, default_timeout=30, sandbox=SandboxMode.NONE)
 SANDBOX_WHY_NOT = probe()
@@ -41,20 +42,6 @@ def shell(entry: str, **spec: object) -> dict[str, object]:
 
 def settings(sandbox: SandboxMode, **changes: object) -> ExecutorSettings:
     return BASE.model_copy(update={"sandbox": sandbox, **changes})
-
-
-def live_processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if marker.encode() in cmdline and state not in "ZX":
-                found.append(int(entry.name))
-    return found
 
 
 def none_left(marker: str, within: float = 3.0) -> bool:

@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 from attuned.testing import CaseStatus, ExecutorSettings, TestExecutor
 from attuned.testing.sandbox import UNAVAILABLE_EVENT, Launch, launch_for, probe
 from attuned.testing.settings import SandboxMode
+from tests.testing.conftest import live_processes_with
 
 WHY_NOT = probe()
 pytestmark = pytest.mark.skipif(WHY_NOT is not None, reason=f"no sandbox here: {WHY_NOT}")
@@ -25,21 +26,6 @@ NO_SANDBOX = SANDBOX.model_copy(update={"sandbox": SandboxMode.NONE})
 
 def shell(entry: str, **spec: object) -> dict[str, object]:
     return {"type": "script", "entry_point": entry, **spec}
-
-
-def host_processes_with(marker: str) -> list[int]:
-    """Host pids whose command line contains `marker` (pids inside the sandbox differ)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if marker.encode() in cmdline and state not in "ZX":
-                found.append(int(entry.name))
-    return found
 
 
 # --- what a test cannot see -----------------------------------------------------------------
@@ -200,9 +186,9 @@ def test_timeout_kills_everything_inside_the_sandbox(run_pack):
     assert "got TERM" in (suite.stdout or "")  # the grace period still applies inside
     assert elapsed < 5
     deadline = time.monotonic() + 3
-    while host_processes_with(f"sleep\0{marker}") and time.monotonic() < deadline:
+    while live_processes_with(f"sleep\0{marker}") and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert host_processes_with(f"sleep\0{marker}") == []
+    assert live_processes_with(f"sleep\0{marker}") == []
 
 
 def test_missing_interpreter_inside_the_sandbox_is_not_started(run_pack):
