@@ -436,6 +436,20 @@ class DaemonProcess:
 
         return self.wait(active, timeout)
 
+    def full_pass(self, timeout: float = 600) -> Status:
+        """Ask for a full pass (SIGUSR1, as the periodic resync does) and wait for its end."""
+        before = (self.status().get("last_reconcile") or {}).get("finished_at")
+        os.kill(self.pid, signal.SIGUSR1)
+        status, _ = self.wait(
+            lambda s: (
+                (s.get("last_reconcile") or {}).get("finished_at") != before
+                and s["last_reconcile"]["trigger"] == "full"
+                and s["daemon"]["phase"] == "idle"
+            ),
+            timeout,
+        )
+        return status
+
     def wait_idle(self, timeout: float = 120) -> Status:
         return self.wait(lambda s: s.get("daemon", {}).get("phase") == "idle", timeout)[0]
 

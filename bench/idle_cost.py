@@ -13,7 +13,6 @@ periodic resync adds when amortized over `reconcile.resync_interval`.
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import time
 from pathlib import Path
@@ -66,16 +65,8 @@ def measure(root: Path, n: int, window: float, *, quick: bool) -> dict[str, Any]
         info = proc_status(proc)
         passes_in_window = len(daemon.events("reconcile.finished")) - passes_before
         # one full resync, as the scheduler asks for every resync_interval
-        finished = status["last_reconcile"]["finished_at"]
         cpu2 = cpu_seconds(daemon.pid)
-        os.kill(daemon.pid, signal.SIGUSR1)
-        status, _ = daemon.wait(
-            lambda s: (
-                s.get("last_reconcile", {}).get("finished_at") != finished
-                and s["daemon"]["phase"] == "idle"
-            ),
-            timeout=600,
-        )
+        status = daemon.full_pass()
         time.sleep(0.2)
         resync_cpu = cpu_seconds(daemon.pid) - cpu2
         resync_wall = status["last_reconcile"]["duration_ms"] / 1000
