@@ -10,19 +10,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from attuned.config import AttunedConfig, DirectorySourceConfig
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.directory import DirectorySource
-from attuned.reconcile.sources.git import GitSource
 from attuned.reconcile.sources.git_config import GitSourceConfig, redact
 from attuned.report.log import ConditionLog, Event, get_logger
 from attuned.report.metrics import MetricCounters
 from attuned.report.status import SourceStatus, now
 
+if TYPE_CHECKING:  # pygit2 costs 11 MiB of RSS: imported only when a git source exists
+    from attuned.reconcile.sources.git import GitSource
+
+    AnySource = DirectorySource | GitSource
+
 log = get_logger()
-AnySource = DirectorySource | GitSource
 AnySourceConfig = DirectorySourceConfig | GitSourceConfig
 
 
@@ -64,6 +68,8 @@ class SourceSet:
                     work_dir=work_dir,
                 )
             else:
+                from attuned.reconcile.sources.git import GitSource
+
                 fresh[entry.name] = GitSource(
                     entry,
                     self.snapshots,
@@ -73,7 +79,7 @@ class SourceSet:
                 )
                 self._polled_once.discard(entry.name)
         for name, old in self.sources.items():
-            if fresh.get(name) is not old and isinstance(old, GitSource):
+            if fresh.get(name) is not old and not isinstance(old, DirectorySource):
                 old.close()
         added = sorted(set(fresh) - set(self.sources))
         removed = sorted(set(self.sources) - set(fresh))
@@ -99,7 +105,7 @@ class SourceSet:
     def trigger(self, name: str) -> bool:
         """A push was announced: the next scan of `name` asks the server, backoff or not."""
         source = self.sources.get(name)
-        if isinstance(source, GitSource):
+        if source is not None and not isinstance(source, DirectorySource):
             source.retry_now()
         return source is not None
 
@@ -111,7 +117,7 @@ class SourceSet:
         results = []
         for name, source in self.sources.items():
             heartbeat()
-            if isinstance(source, GitSource):
+            if not isinstance(source, DirectorySource):
                 due = source.next_poll_at is None or source.next_poll_at <= now()
                 refresh = name in poll or name not in self._polled_once or due
                 result = source.scan(refresh=refresh)
@@ -125,14 +131,14 @@ class SourceSet:
 
     def collect_garbage(self) -> None:
         for source in self.sources.values():
-            if isinstance(source, GitSource):
+            if not isinstance(source, DirectorySource):
                 source.collect_garbage()
 
     def _record(self, name: str, source: AnySource, result: ScanResult) -> None:
         status = self.status[name]
         status.last_scan = now()
         status.readable = result.state.readable
-        if isinstance(source, GitSource):
+        if not isinstance(source, DirectorySource):
             previous = status.revision
             status.revision = source.last_revision
             if result.revision and result.revision != previous:

@@ -10,18 +10,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
 
 from attuned.report.log import Event, get_logger
 
+if TYPE_CHECKING:  # alembic costs 11 MiB of RSS: imported only when the schema must change
+    from alembic.config import Config as AlembicConfig
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 _BEGIN_OPTION = "attuned_sqlite_begin"
+# the newest migration under MIGRATIONS (tests/store/test_database.py checks it); lets a start
+# on an up-to-date schema skip alembic altogether
+HEAD_REVISION = "0003"
 
 
 def _sqlite_engine(url: str, busy_timeout: float) -> Engine:
@@ -71,6 +75,10 @@ class Database:
     def migrate(self, revision: str = "head") -> None:
         """Bring the schema to `revision` (alembic); safe to call on every start."""
         before = self.current_revision()
+        if revision in ("head", HEAD_REVISION) and before == HEAD_REVISION:
+            return
+        from alembic import command
+
         with self.engine.begin() as connection:
             command.upgrade(self.alembic_config(connection), revision)
         after = self.current_revision()
@@ -79,14 +87,19 @@ class Database:
 
     def downgrade(self, revision: str) -> None:
         """Undo migrations down to `revision` ("base": an empty schema); for rollbacks."""
+        from alembic import command
+
         with self.engine.begin() as connection:
             command.downgrade(self.alembic_config(connection), revision)
 
     def current_revision(self) -> str | None:
-        from alembic.runtime.migration import MigrationContext
-
+        """The schema's revision (alembic's one-row table, read without alembic); None when
+        the database is empty."""
         with self.engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            value = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+            return value.scalar()
 
     def head_revision(self) -> str | None:
         """The newest revision this version of attuned ships."""
@@ -95,6 +108,8 @@ class Database:
         return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
 
     def alembic_config(self, connection: Any = None) -> AlembicConfig:
+        from alembic.config import Config as AlembicConfig
+
         config = AlembicConfig()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))

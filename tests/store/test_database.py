@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel, select
 
-from attuned.store.database import Database
+from attuned.store.database import HEAD_REVISION, Database
 from attuned.store.models import ComponentRecord, PackRecord, TestExecutionRecord
 
 
 def test_migrations_reach_head_and_match_models(database: Database) -> None:
-    assert database.current_revision() == database.head_revision() == "0003"
+    assert database.current_revision() == database.head_revision() == HEAD_REVISION
     with database.engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     assert diff == []
@@ -20,6 +23,17 @@ def test_migrations_reach_head_and_match_models(database: Database) -> None:
 def test_migrate_is_idempotent(database: Database) -> None:
     database.migrate()
     assert database.current_revision() == database.head_revision()
+
+
+def test_a_start_on_an_up_to_date_schema_does_not_load_alembic(database: Database) -> None:
+    """alembic is 11 MiB of the daemon's resident memory; it is needed only to change the
+    schema."""
+    code = (
+        "import sys; from attuned.store.database import Database; "
+        f"Database({database.url!r}).migrate(); print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_every_revision_downgrades_and_upgrades_again(database: Database) -> None:
