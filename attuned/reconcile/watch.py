@@ -1,12 +1,17 @@
 """watchdog (inotify) wiring: turn filesystem events in watched folders into per-entry keys.
 
 Events can be dropped (inotify queue overflow), so this is only the fast path; the periodic
-full resync is what guarantees convergence.
+full resync is what guarantees convergence. watchdog 7 reports an overflow only as a log
+record, and its own recovery leaves recursive watches deaf (measured: after an overflow below
+3,000 directories, a directory created in the watched folder itself raised no event). So an
+overflow record becomes a callback, and the daemon answers it with `restart()` (a fresh
+inotify instance) and a full pass for what was lost.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -42,13 +47,41 @@ class _Handler(FileSystemEventHandler):
                 self.changed(self.source, entry)
 
 
-class FolderWatcher:
-    """One inotify observer for every watched folder; (re)configured on start and reload."""
+_OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+_OVERFLOW_MESSAGE = "Inotify queue overflowed"
 
-    def __init__(self, changed: Callable[[str, str], None]) -> None:
+
+class _OverflowSignal(logging.Handler):
+    """Turns watchdog's overflow log record into a call (watchdog has no other signal)."""
+
+    def __init__(self, overflowed: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self.overflowed = overflowed
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith(_OVERFLOW_MESSAGE):
+            self.overflowed()
+
+
+class FolderWatcher:
+    """One inotify observer for every watched folder; (re)configured on start and reload.
+
+    `overflowed` is called (from watchdog's thread) when the kernel dropped events; the
+    owner then calls `restart()` from its own thread and rescans.
+    """
+
+    def __init__(
+        self,
+        changed: Callable[[str, str], None],
+        overflowed: Callable[[], None] | None = None,
+    ) -> None:
         self.changed = changed
         self._observer: BaseObserver = Observer()
-        self._watches: dict[str, tuple[Path, ObservedWatch]] = {}
+        self._watches: dict[str, tuple[Path, ObservedWatch, EntryOf]] = {}
+        self._signal = _OverflowSignal(overflowed) if overflowed is not None else None
+        if self._signal is not None:
+            for name in _OVERFLOW_LOGGERS:
+                logging.getLogger(name).addHandler(self._signal)
         self._observer.start()
 
     def watch(self, source: str, folder: Path, entry_of: EntryOf) -> bool:
@@ -58,9 +91,7 @@ class FolderWatcher:
             return True
         self.unwatch(source)
         try:
-            handle = self._observer.schedule(
-                _Handler(source, entry_of, self.changed), str(folder), recursive=True
-            )
+            handle = self._schedule(source, folder, entry_of)
         except OSError as exc:
             log.warning(
                 Event.SOURCE_WATCH_FAILED,
@@ -69,8 +100,25 @@ class FolderWatcher:
                 error=exc.strerror or str(exc),
             )
             return False
-        self._watches[source] = (folder, handle)
+        self._watches[source] = (folder, handle, entry_of)
         return True
+
+    def _schedule(self, source: str, folder: Path, entry_of: EntryOf) -> ObservedWatch:
+        handler = _Handler(source, entry_of, self.changed)
+        return self._observer.schedule(handler, str(folder), recursive=True)
+
+    def restart(self) -> list[str]:
+        """A fresh observer (its own inotify instance) with the same watches, after an
+        overflow; returns the sources watched again. The old observer is stopped first, so
+        its late overflow records are not mistaken for a new overflow."""
+        old, self._observer = self._observer, Observer()
+        old.stop()
+        old.join(timeout=10)
+        self._observer.start()
+        watches, self._watches = self._watches, {}
+        for source, (folder, _, entry_of) in watches.items():
+            self.watch(source, folder, entry_of)
+        return sorted(self._watches)
 
     def unwatch(self, source: str) -> None:
         found = self._watches.pop(source, None)
@@ -82,5 +130,8 @@ class FolderWatcher:
         return set(self._watches)
 
     def stop(self) -> None:
+        if self._signal is not None:
+            for name in _OVERFLOW_LOGGERS:
+                logging.getLogger(name).removeHandler(self._signal)
         self._observer.stop()
         self._observer.join(timeout=5)

@@ -42,6 +42,7 @@ class Event(StrEnum):
     SOURCE_TRIGGERED = "source.triggered"
     SOURCE_ERROR = "source.error"
     SOURCE_WATCH_FAILED = "source.watch.failed"
+    SOURCE_WATCH_OVERFLOW = "source.watch.overflow"
     RECONCILE_STARTED = "reconcile.started"
     RECONCILE_FINISHED = "reconcile.finished"
     CLUSTER_LEADER_ELECTED = "cluster.leader.elected"
@@ -58,6 +59,23 @@ class Event(StrEnum):
     TESTING_SANDBOX_UNAVAILABLE = "testing.sandbox.unavailable"
     METRICS_WRITE_FAILED = "metrics.write.failed"
     DB_MIGRATED = "db.migrated"
+    LIBRARY_LOG = "library.log"
+
+
+class _LibraryRecords(logging.Handler):
+    """Log records of the libraries (watchdog, apscheduler, alembic ...) as JSON lines with
+    one stable event, instead of plain text in the middle of the stream."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            get_logger().log(
+                record.levelno,
+                Event.LIBRARY_LOG,
+                logger=record.name,
+                message=record.getMessage(),
+            )
+        except Exception:  # a broken record must not break the daemon
+            self.handleError(record)
 
 
 class ReopeningFile:
@@ -144,6 +162,10 @@ def configure_logging(
         ),
         cache_logger_on_first_use=False,
     )
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not isinstance(h, _LibraryRecords)]
+    root.addHandler(_LibraryRecords(logging.WARNING))
+    root.setLevel(logging.WARNING)
 
 
 def get_logger(**bound: Any) -> Any:
