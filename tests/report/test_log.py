@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 
 import structlog
@@ -24,6 +25,22 @@ def test_json_lines_with_event_level_and_timestamp() -> None:
         "hello",
     )
     assert record["timestamp"].endswith("Z")
+
+
+def test_library_warnings_become_json_lines_with_a_stable_event() -> None:
+    """watchdog and APScheduler log through `logging`; their lines must not break the
+    one-object-per-line stream."""
+    stream = io.StringIO()
+    configure_logging("info", stream, json=True)
+    logging.getLogger("watchdog.observers.inotify_c").warning("queue %s", "overflowed")
+    logging.getLogger("apscheduler").info("below the threshold: dropped")
+    configure_logging("info", stream, json=True)  # a reload must not double the lines
+    logging.getLogger("alembic").error("boom")
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(r["event"], r["level"], r["logger"], r["message"]) for r in records] == [
+        ("library.log", "warning", "watchdog.observers.inotify_c", "queue overflowed"),
+        ("library.log", "error", "alembic", "boom"),
+    ]
 
 
 def test_file_is_reopened_after_logrotate_moves_it(tmp_path: Path) -> None:
