@@ -9,6 +9,7 @@ from attuned.errors import Problem, ValidationFailed
 from attuned.pack.components import Component, load_components
 from attuned.pack.content import PackFile, digest, list_files
 from attuned.pack.manifest import LoadedManifest, PackManifest, load_manifest
+from attuned.pack.requirements import requirement_problems
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ def load_pack(pack_dir: Path) -> Pack:
         components = load_components(pack_dir, loaded.manifest)
     except ValidationFailed as exc:
         problems.extend(exc.problems)
+    problems.extend(requirement_problems(pack_dir, loaded.manifest.meta))
     if problems:
         raise ValidationFailed(problems)
     return Pack(
