@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
+from attuned.envs.settings import EnvironmentSettings
 from attuned.errors import ConfigError, Problem, ValidationFailed
 from attuned.pack.manifest import check_ref
 from attuned.reconcile.sources.git_config import GitSourceConfig
@@ -146,6 +147,7 @@ class AttunedConfig(_Section):
     reconcile: ReconcileConfig = Field(default_factory=ReconcileConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     testing: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    environments: EnvironmentSettings = Field(default_factory=EnvironmentSettings)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     _path: Path | None = PrivateAttr(default=None)
 
@@ -181,6 +183,13 @@ class AttunedConfig(_Section):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{(self.state_dir / 'attuned.db').absolute()}"
+
+    @property
+    def environments_path(self) -> Path:
+        """Where pack environments (Python venvs) are kept."""
+        if self.environments.path is not None:
+            return self.environments.path
+        return self.state_dir / "envs"
 
     @property
     def git_cache_path(self) -> Path:

@@ -21,6 +21,8 @@ from sqlmodel import Session
 
 from attuned import faults
 from attuned.config import AttunedConfig
+from attuned.envs.python import EnvironmentFailed, PythonEnvironments
+from attuned.envs.tester import PackTester, TestRun
 from attuned.errors import (
     AttunedError,
     ConflictError,
@@ -58,6 +60,9 @@ class Outcome(StrEnum):
     ROLLED_BACK = "rolled_back"  # gate failed, nothing registered
     ABORTED = "aborted"  # tests ran, but the registration itself failed
     CANCELLED = "cancelled"  # the daemon stopped while the tests ran: no verdict
+    # the tests could not run: a runtime is missing, or the Python environment could not be
+    # built. Nothing registered; unlike a rollback, not remembered across a restart
+    ENVIRONMENT_FAILED = "environment_failed"
 
 
 def _nothing(*_args: Any) -> None:
@@ -114,6 +119,20 @@ class TestsRolledBack(TestsFailed):
         )
 
 
+class EnvironmentNotReady(TestsFailed):
+    """The pack's environment could not be built, so its tests did not run; nothing was
+    registered. Not the content's fault as such: it may pass on a retry (the daemon treats
+    it as a transient failure)."""
+
+    def __init__(self, result: PackTestResult) -> None:
+        self.result = result
+        super().__init__(
+            f"tests of {result.pack_ref} {result.pack_version} could not run: "
+            f"{result.gate.reason.removeprefix('the tests could not run: ')}; "
+            "nothing was registered (try again later, or use --force to register untested)"
+        )
+
+
 class Registry:
     def __init__(
         self,
@@ -123,10 +142,18 @@ class Registry:
         *,
         keep_versions: int = 3,
         hooks: CommitHooks | None = None,
+        environments: PythonEnvironments | None = None,
+        snapshots_dir: Path | None = None,
     ) -> None:
+        """`environments`: where packs' Python dependencies are installed (without it,
+        tests run with `testing.python` as is); `snapshots_dir`: the daemon's snapshots,
+        whose environments are kept too."""
         self.db = database
         self.store = store
         self.executor = executor or TestExecutor()
+        self.environments = environments
+        self.tester = PackTester(self.executor, environments)
+        self.snapshots_dir = snapshots_dir
         self.keep_versions = keep_versions
         self.hooks = hooks or CommitHooks()
         self._write_lock = threading.Lock()  # database writes stay serialized across threads
@@ -136,11 +163,14 @@ class Registry:
         database = Database(config.database_url, busy_timeout=config.database.busy_timeout)
         if config.database.auto_migrate:
             database.migrate()
+        tester = tester_for(config)
         registry = cls(
             database,
             PackStore(config.packs_path),
-            TestExecutor(config.testing, hidden_paths=private_paths(config)),
+            tester.executor,
             keep_versions=config.reconcile.keep_versions,
+            environments=tester.environments,
+            snapshots_dir=config.snapshots_path,
         )
         registry.repair_store()
         return registry
@@ -198,11 +228,18 @@ class Registry:
         with self._prepared(pack) as version_dir:
             result = None
             if not skip_tests:
-                result = self._run_tests(pack, version_dir, trigger, cancel, plog)
+                run = self._run_tests(pack, version_dir, trigger, cancel, plog)
+                result = run.result
                 faults.point("after_tests")
                 if cancel is not None and cancel.is_set():  # killed by shutdown: not a verdict
                     self._record_only(result, trigger, Outcome.CANCELLED, pack.digest)
                     raise RegistrationCancelled(f"tests of {pack.ref} {pack.version} cancelled")
+                if run.problem is not None and not force:  # the tests could not run at all
+                    self._record_only(result, trigger, Outcome.ENVIRONMENT_FAILED, pack.digest)
+                    plog.warning(Event.PACK_ROLLED_BACK, reason=result.gate.reason)
+                    if run.problem.transient:  # pip's index may be back on the next try
+                        raise EnvironmentNotReady(result)
+                    raise TestsRolledBack(result)  # a missing runtime: the same again
             outcome = _outcome(result, force)
             if outcome is Outcome.ROLLED_BACK:
                 assert result is not None
@@ -214,6 +251,7 @@ class Registry:
             self.store.activate(pack.ref, version_dir)
         if previous is not None and previous != version_dir.resolve():
             self.store.retire(pack.ref, keep=self.keep_versions)
+            self.collect_environments()
         if outcome is not Outcome.REGISTERED:  # warned or forced past a failed gate
             plog.warning(
                 Event.PACK_FORCED,
@@ -284,9 +322,10 @@ class Registry:
         trigger: Trigger,
         cancel: threading.Event | None,
         plog: Any,
-    ) -> PackTestResult:
+    ) -> TestRun:
         plog.info(Event.PACK_TEST_STARTED, trigger=trigger.value)
-        result = self.executor.run(version_dir, pack.manifest, cancel=cancel)
+        run = self.tester.run(version_dir, pack.manifest, cancel=cancel)
+        result = run.result
         fields: dict[str, Any] = dict(
             status=result.status.value,
             passed=result.passed,
@@ -299,7 +338,7 @@ class Registry:
         plog.info(Event.PACK_TEST_FINISHED, **fields)
         if not result.gate.passed:
             plog.warning(Event.PACK_TEST_FAILED, **fields)
-        return result
+        return run
 
     def _record_only(
         self, result: PackTestResult, trigger: Trigger, outcome: Outcome, pack_digest: str
@@ -372,6 +411,7 @@ class Registry:
             self.hooks.before_commit(session)
         self.store.remove(ref)
         log.info(Event.PACK_UNREGISTERED, pack=ref, version=record.version, forced=bool(users))
+        self.collect_environments()
         return record
 
     def repair_store(self, min_age: float = 3600.0) -> list[str]:
@@ -385,17 +425,65 @@ class Registry:
         fixed += [f"removed:{p.name}" for p in self.store.collect_garbage(min_age)]
         if fixed:
             log.warning(Event.STORE_REPAIRED, changes=fixed)
+        self.collect_environments()
         return fixed
+
+    def environment_users(self) -> dict[Path, str]:
+        """The environment key of every pack directory that may need one: every version
+        kept in the store, and the daemon's snapshots (content that sources offer)."""
+        if self.environments is None:
+            return {}
+        return self.environments.pack_keys(stored_pack_dirs(self.store, self.snapshots_dir))
+
+    def collect_environments(self, grace: float | None = None) -> list[Path]:
+        """Remove Python environments no stored pack or snapshot uses, once unused for
+        `environments.unused_grace`. Upkeep: a failure is logged, never raised."""
+        if self.environments is None:
+            return []
+        try:
+            if not self.environments.anything_to_collect(grace=grace):
+                return []
+            in_use = set(self.environment_users().values())
+            return self.environments.collect_garbage(in_use, grace=grace)
+        except (OSError, EnvironmentFailed) as exc:  # e.g. testing.python gone: keep all
+            log.warning(Event.ENV_FAILED, error=f"garbage collection skipped: {exc}")
+            return []
 
     def test(self, path: Path, cancel: threading.Event | None = None) -> PackTestResult:
         """Run a pack's tests without storing anything (`attuned test`)."""
         pack = load_pack(path)
-        return self.executor.run(pack.path, pack.manifest, cancel=cancel)
+        return self.tester.run(pack.path, pack.manifest, cancel=cancel).result
+
+
+def stored_pack_dirs(store: PackStore, snapshots_dir: Path | None) -> list[Path]:
+    """Every version directory kept in the store, and every snapshot."""
+    return [
+        entry
+        for parent in (store.versions, snapshots_dir)
+        if parent is not None and parent.is_dir()
+        for entry in sorted(parent.iterdir())
+        if entry.is_dir() and not entry.name.startswith(".")
+    ]
+
+
+def tester_for(config: AttunedConfig) -> PackTester:
+    """The executor and the environments of this configuration (no database needed)."""
+    hidden = private_paths(config)
+    return PackTester(
+        TestExecutor(config.testing, hidden_paths=hidden),
+        PythonEnvironments(
+            config.environments_path, config.environments, config.testing, hidden_paths=hidden
+        ),
+    )
 
 
 def private_paths(config: AttunedConfig) -> tuple[Path, ...]:
-    """What sandboxed pack tests must not see: attuned's state, database and config."""
+    """What sandboxed pack tests must not see: attuned's state, database and config, and
+    the environments of other packs (a test's own is shown read-only)."""
     paths = [config.state_dir.absolute()]
+    envs = config.environments_path.absolute()
+    if not envs.is_relative_to(paths[0]):
+        paths.append(envs)
     if config.database_url.startswith("sqlite:///"):
         paths.append(Path(config.database_url.removeprefix("sqlite:///")).parent)
     if config.path is not None:

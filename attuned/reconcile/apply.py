@@ -16,7 +16,13 @@ from enum import StrEnum
 
 from attuned.errors import DependencyError, ValidationFailed
 from attuned.reconcile.model import Action, ActionKind, FailureKind, Plan
-from attuned.registry import Provenance, Registration, Registry, TestsRolledBack
+from attuned.registry import (
+    EnvironmentNotReady,
+    Provenance,
+    Registration,
+    Registry,
+    TestsRolledBack,
+)
 from attuned.report.log import Event, get_logger
 
 log = get_logger()
@@ -196,7 +202,11 @@ class Applier:
             _ms(started),
             error=first_line(exc),
             failure_kind=kind,
-            test_status=exc.result.status.value if isinstance(exc, TestsRolledBack) else None,
+            test_status=(
+                exc.result.status.value
+                if isinstance(exc, TestsRolledBack | EnvironmentNotReady)
+                else None
+            ),
         )
 
 

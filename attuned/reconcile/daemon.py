@@ -476,7 +476,7 @@ class Daemon:
         except AttunedError as exc:
             log.error(Event.DAEMON_RELOAD_FAILED, error=str(exc))
             return
-        fixed = ("state_dir", "packs_dir", "database", "status_file", "testing")
+        fixed = ("state_dir", "packs_dir", "database", "status_file", "testing", "environments")
         needs_restart = [k for k in fixed if getattr(fresh, k) != getattr(self.config, k)]
         self.config = (
             fresh
@@ -680,6 +680,7 @@ class Daemon:
         keep |= {c.digest for c in desired.candidates}
         self.snapshots.collect_garbage(keep)
         self.sources.collect_garbage()
+        registry.collect_environments()  # after the snapshots: a collected one uses none
         if self.cluster is not None and self.role == "leader":
             self.cluster.collect_garbage()
 

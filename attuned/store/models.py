@@ -71,7 +71,7 @@ class TestExecutionRecord(SQLModel, table=True):
     pack_version: str = Field(max_length=64)
     pack_digest: str = Field(default="", max_length=64)
     trigger_type: str = Field(max_length=32)  # register | reinstall | upgrade | manual
-    status: str = Field(max_length=16)  # passed | failed | skipped | partial
+    status: str = Field(max_length=16)  # passed | failed | skipped | partial | error
     total_tests: int = 0
     passed: int = 0
     failed: int = 0

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from attuned.pack.manifest import PackManifest, RunnerSpec, TestingSection
-from attuned.testing.environment import scrubbed_environment
+from attuned.testing.environment import PackEnvironment, scrubbed_environment
 from attuned.testing.formats import RunnerOutput
 from attuned.testing.gate import decide_gate
 from attuned.testing.limits import child_setup, hand_over
@@ -27,6 +27,14 @@ from attuned.testing.suites import error_suite, suite_from_run
 
 _KIB = 1024
 _MIB = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class _Interpreter:
+    """The interpreter of the Python runners, and the environment it belongs to, if any."""
+
+    path: str
+    environment: PackEnvironment | None = None
 
 
 class TestExecutor:
@@ -49,7 +57,11 @@ class TestExecutor:
         *,
         python: str | None = None,
         cancel: threading.Event | None = None,
+        environment: PackEnvironment | None = None,
     ) -> PackTestResult:
+        """Run the pack's tests. `environment`: a prepared Python environment whose
+        interpreter runs the Python runners and whose `bin/` leads every runner's `PATH`
+        (it wins over `python`)."""
         started_at = datetime.now(UTC)
         started = time.monotonic()
         testing = manifest.testing
@@ -57,8 +69,15 @@ class TestExecutor:
         cancelled = False
         no_tests_reason = _why_nothing_runs(testing)
         if testing is not None and no_tests_reason is None:
+            if environment is not None:
+                python = environment.python
             cancelled = self._run_runners(
-                pack_dir, manifest, testing, python or self.settings.python, cancel, suites
+                pack_dir,
+                manifest,
+                testing,
+                _Interpreter(python or self.settings.python, environment),
+                cancel,
+                suites,
             )
         total = sum(s.total for s in suites)
         passed = sum(s.passed for s in suites)
@@ -97,7 +116,7 @@ class TestExecutor:
         pack_dir: Path,
         manifest: PackManifest,
         testing: TestingSection,
-        python: str,
+        python: _Interpreter,
         cancel: threading.Event | None,
         suites: list[TestSuiteResult],
     ) -> bool:
@@ -137,12 +156,16 @@ class TestExecutor:
         spec: RunnerSpec,
         stage: Stage,
         manifest: PackManifest,
-        python: str,
+        python: _Interpreter,
         launch: Launch,
         cancel: threading.Event | None,
     ) -> tuple[TestSuiteResult, Ending | None]:
         job = RunnerJob(
-            name=name, spec=spec, workdir=stage.pack, report_dir=stage.reports, python=python
+            name=name,
+            spec=spec,
+            workdir=stage.pack,
+            report_dir=stage.reports,
+            python=python.path,
         )
         if not job.entry_point.exists():
             return error_suite(
@@ -160,7 +183,8 @@ class TestExecutor:
                 cwd=stage.pack,
                 writable=(stage.root,),
                 hidden=self.hidden_paths,
-                readable=readable_roots(self.settings, python),
+                readable=readable_roots(self.settings, python.path, self.settings.python),
+                revealed=(python.environment.root,) if python.environment else (),
                 run_as=launch.run_as,
             )
         timeout = self._timeout(spec)
@@ -174,6 +198,7 @@ class TestExecutor:
                 pack_dir=stage.pack,
                 home=stage.home,
                 tmpdir=stage.tmp,
+                environment=python.environment,
             ),
             timeout=timeout,
             kill_grace=self.settings.kill_grace,
@@ -183,7 +208,7 @@ class TestExecutor:
             spare_leader_from_term=launch.sandboxed,
         )
         if launch.sandboxed:
-            outcome = _unwrap_sandbox(outcome)
+            outcome = unwrap_sandbox(outcome)
         output = RunnerOutput(
             runner_name=name,
             stdout=outcome.stdout.text(),
@@ -216,7 +241,7 @@ class TestExecutor:
 _SIGNAL_BASE = 128  # bwrap exits 128 + n when its command was killed by signal n
 
 
-def _unwrap_sandbox(outcome: ProcessOutcome) -> ProcessOutcome:
+def unwrap_sandbox(outcome: ProcessOutcome) -> ProcessOutcome:
     """Report what bwrap reports in its own way as if there were no bwrap: its failure to
     start the command (exit 1, one `bwrap: ` line) as not started, and a signal death, which
     it passes on as exit code 128 + n like a shell, as the signal, so that limits are named

@@ -26,6 +26,9 @@ class TestStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     PARTIAL = "partial"
+    # attuned's addition: the tests could not run at all, because the pack's environment
+    # could not be prepared (a runtime is missing, pip failed); zero tests, the gate fails
+    ERROR = "error"
 
 
 def status_of(total: int, passed: int, failed: int, skipped: int) -> TestStatus:

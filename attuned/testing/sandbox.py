@@ -71,14 +71,18 @@ def bwrap_argv(
     writable: Iterable[Path],
     hidden: Iterable[Path] = (),
     readable: Iterable[Path] = (),
+    revealed: Iterable[Path] = (),
     run_as: RunAs | None = None,
+    network: bool = False,
     bwrap: Path = BWRAP,
 ) -> list[str]:
     """`argv` wrapped in bwrap. Order matters: later mounts cover earlier ones, so `readable`
     (e.g. an interpreter under /root) reappears inside the private dirs, `hidden` wins over
-    both, and `writable` (the staged copy) wins over everything. With `run_as`, bwrap runs
-    as that user, and paths it cannot reach are left alone (bwrap could not mount them, and
-    the user cannot open them anyway)."""
+    both, `revealed` (read-only, e.g. the pack's Python environment inside the hidden state
+    directory) shows through the hidden paths, and `writable` (the staged copy) wins over
+    everything. With `run_as`, bwrap runs as that user, and paths it cannot reach are left
+    alone (bwrap could not mount them, and the user cannot open them anyway). `network`
+    shares the host's network (for pip only; tests never get it)."""
     args = [str(bwrap), "--ro-bind", "/", "/"]
     privates = [p for p in PRIVATE_DIRS if p.is_dir() and not p.is_symlink()]
     for private in privates:
@@ -95,6 +99,8 @@ def bwrap_argv(
             hidden_dirs.append(path)
         else:  # a file: /dev/null in its place, which a nodev mount refuses to open
             args += ["--ro-bind", "/dev/null", str(path)]
+    for path in _existing(revealed, run_as):  # after hiding: shows through a hidden parent
+        args += ["--ro-bind", str(path), str(path)]
     for path in _existing(writable, run_as):
         args += ["--bind", str(path), str(path)]
     for path in hidden_dirs:  # not recursive: a writable path inside stays writable
@@ -102,7 +108,7 @@ def bwrap_argv(
     args += [
         "--proc", "/proc",
         "--dev", "/dev",
-        "--unshare-net",  # only a loopback that is not the host's, and it is down
+        *([] if network else ["--unshare-net"]),  # a loopback of its own, and it is down
         "--unshare-pid",  # pid 1 of the sandbox dies with bwrap, and takes every process along
         "--unshare-ipc",
         "--unshare-uts",
@@ -123,14 +129,14 @@ def _inside(path: Path, roots: Iterable[Path]) -> bool:
     return any(path == root or path.is_relative_to(root) for root in roots)
 
 
-def readable_roots(settings: ExecutorSettings, python: str) -> list[Path]:
+def readable_roots(settings: ExecutorSettings, *pythons: str) -> list[Path]:
     """What must stay readable although it may lie in a private dir (a pyenv or venv under
     /root or /home): the operator's `readable_paths`, the directories of `PATH`, and the
-    installations of the test interpreter and of the daemon's own (a wrapper script as
+    installations of the test interpreters and of the daemon's own (a wrapper script as
     interpreter usually ends in the latter)."""
     roots = [*settings.readable_paths]
     roots += [Path(d) for d in settings.path.split(os.pathsep) if Path(d).is_absolute()]
-    for interpreter in (python, sys.executable):
+    for interpreter in (*pythons, sys.executable):
         path = Path(interpreter)
         if not path.is_absolute():
             continue

@@ -135,7 +135,13 @@ def test_every_metric_reads_back_with_its_type_labels_and_value() -> None:
     assert success.value == (NOW - timedelta(seconds=1)).timestamp()
     tests = families["attuned_test_executions"]
     assert {s.name for s in tests.samples} == {"attuned_test_executions_total"}
-    assert values(tests, "status") == {"passed": 2, "failed": 1, "partial": 1, "skipped": 0}
+    assert values(tests, "status") == {
+        "passed": 2,
+        "failed": 1,
+        "partial": 1,
+        "skipped": 0,
+        "error": 0,
+    }
 
     # "new" was never scanned: no sample rather than a made-up one
     assert values(families["attuned_source_up"], "source") == {"local": 1, "nfs": 0}
