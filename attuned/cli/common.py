@@ -15,7 +15,13 @@ from attuned.registry import Registry
 from attuned.store.models import PackRecord, TestExecutionRecord
 
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
-STATUS_COLOUR = {"passed": "green", "failed": "red", "partial": "yellow", "skipped": "yellow"}
+STATUS_COLOUR = {
+    "passed": "green",
+    "failed": "red",
+    "error": "red",
+    "partial": "yellow",
+    "skipped": "yellow",
+}
 
 
 def add_common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:

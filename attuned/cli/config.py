@@ -10,6 +10,7 @@ import yaml
 
 from attuned.cli.common import add_common, config_of, print_json
 from attuned.config import environment_overrides
+from attuned.envs.settings import redact_url
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,6 +45,13 @@ def run(args: argparse.Namespace) -> int:
     }
     if effective.get("database", {}).get("url"):
         effective["database"]["url"] = _redact(effective["database"]["url"])
+    envs = effective.get("environments", {})
+    for key in ("index_url", "extra_index_urls", "find_links"):  # tokens live in index URLs
+        value = envs.get(key)
+        if isinstance(value, str):
+            envs[key] = redact_url(value)
+        elif isinstance(value, list):
+            envs[key] = [redact_url(str(v)) for v in value]
     if args.json:
         print_json(effective)
     else:

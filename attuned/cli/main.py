@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from attuned.cli import (
     config,
     db,
+    envs,
     history,
     packs,
     reconcile,
@@ -48,6 +49,7 @@ VERBS = (
     show,
     history,
     unregister,
+    envs,
     db,
     config,
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 from attuned.cli.common import add_common, colour, open_registry, pack_dict, print_json
 from attuned.cli.summary import render_result
 from attuned.errors import TestsFailed
-from attuned.registry import Outcome, TestsRolledBack
+from attuned.registry import EnvironmentNotReady, Outcome, TestsRolledBack
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             done = registry.register(
                 args.path, force=args.force, replace=args.upgrade, skip_tests=args.skip_tests
             )
-        except TestsRolledBack as failed:
+        except (TestsRolledBack, EnvironmentNotReady) as failed:
             if args.json:
                 print_json(
                     {

@@ -9,8 +9,7 @@ from attuned.cli.common import add_common, config_of, print_json
 from attuned.cli.summary import render_result
 from attuned.errors import TestsFailed
 from attuned.pack.loader import load_pack
-from attuned.registry import private_paths
-from attuned.testing.executor import TestExecutor
+from attuned.registry import tester_for
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,8 +23,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     pack = load_pack(args.path)
     config = config_of(args)
-    executor = TestExecutor(config.testing, hidden_paths=private_paths(config))
-    result = executor.run(pack.path, pack.manifest)
+    result = tester_for(config).run(pack.path, pack.manifest).result
     if args.json:
         print_json(result.model_dump(mode="json"))
     else:
