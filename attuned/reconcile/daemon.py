@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -91,6 +91,7 @@ class Requests:
         reload: bool = False,
         stop: bool = False,
         changed: tuple[str, str] | None = None,
+        changes: Iterable[tuple[str, str]] = (),
     ) -> None:
         with self.lock:
             self.full |= full
@@ -98,6 +99,7 @@ class Requests:
             self.stop |= stop
             if changed is not None:
                 self.changed.add(changed)
+            self.changed.update(changes)
         self.wake.set()
 
     def take(self) -> tuple[bool, set[tuple[str, str]], bool]:
@@ -268,7 +270,13 @@ class Daemon:
                     "full" if full else "change:" + ",".join(sorted(f"{s}/{e}" for s, e in changed))
                 )
                 poll = {source for source, entry in changed if entry == POLL}
-                self.reconcile_pass(trigger, full=full, poll=poll)
+                entries: dict[str, set[str]] = {}
+                for source, entry in changed:
+                    if entry != POLL:
+                        entries.setdefault(source, set()).add(entry)
+                self.reconcile_pass(
+                    trigger, full=full, poll=poll, changed=None if full else entries
+                )
 
     def _following(self) -> bool:
         """In a cluster: take the lead when it is free; while following, wait for the leader's
@@ -418,9 +426,9 @@ class Daemon:
             log.info(Event.SOURCE_TRIGGERED, source=name)
             self.requests.ask(changed=(name, POLL))
 
-    def _debounced(self, key: Hashable) -> None:
-        assert isinstance(key, tuple)
-        self.requests.ask(changed=(str(key[0]), str(key[1])))
+    def _debounced(self, keys: list[Hashable]) -> None:
+        changes = [(str(key[0]), str(key[1])) for key in keys if isinstance(key, tuple)]
+        self.requests.ask(changes=changes)
 
     def _start_scheduler(self) -> None:
         scheduler = BackgroundScheduler(daemon=True)
@@ -499,15 +507,22 @@ class Daemon:
     # -- one pass -----------------------------------------------------------------------------
 
     def reconcile_pass(
-        self, trigger: str, *, full: bool = True, poll: set[str] | None = None
+        self,
+        trigger: str,
+        *,
+        full: bool = True,
+        poll: set[str] | None = None,
+        changed: dict[str, set[str]] | None = None,
     ) -> None:
+        """One pass. `changed`: only these folder entries changed (inotify), the rest of
+        each folder is taken as the last full scan found it."""
         started, started_mono = now(), time.monotonic()
         self.phase = "reconciling"
         self._write_status()
         log.info(Event.RECONCILE_STARTED, trigger=trigger)
         try:
             registry = self._registry()
-            scans = self.sources.scan_all(poll or set(), heartbeat=self._beat)
+            scans = self.sources.scan_all(poll or set(), heartbeat=self._beat, changed=changed)
             faults.point("after_snapshot")
             with registry.db.read() as session:
                 suspended = set(repository.suspended_refs(session))

@@ -110,10 +110,14 @@ class SourceSet:
         return source is not None
 
     def scan_all(
-        self, poll: set[str], heartbeat: Callable[[], None] = lambda: None
+        self,
+        poll: set[str],
+        heartbeat: Callable[[], None] = lambda: None,
+        changed: dict[str, set[str]] | None = None,
     ) -> list[ScanResult]:
         """Scan every source; git sources ask their server only when in `poll`, when never
-        polled yet, or when their interval has passed."""
+        polled yet, or when their interval has passed. With `changed` (a pass for inotify
+        events), a folder reads only its changed entries again."""
         results = []
         for name, source in self.sources.items():
             heartbeat()
@@ -124,7 +128,7 @@ class SourceSet:
                 if refresh:
                     self._polled_once.add(name)
             else:
-                result = source.scan()
+                result = source.scan(None if changed is None else changed.get(name, set()))
             self._record(name, source, result)
             results.append(result)
         return results

@@ -78,13 +78,21 @@ class DirectorySource:
         self._device: int | None = None  # of the folder, when it last had entries
         self._scratch_swept = False
         self._bases = {Path(os.path.abspath(path)), Path(os.path.realpath(path))}
+        # entry -> what the last scan found there (None: not a pack); only a readable full
+        # scan sets it, and a scan of a few entries starts from it
+        self._found: dict[str, Result | None] | None = None
 
-    def scan(self) -> ScanResult:
-        """Snapshot every entry now; never raises for bad input (it becomes InvalidCandidate)."""
+    def scan(self, only: set[str] | None = None) -> ScanResult:
+        """Snapshot every entry now, or with `only` just those entries (inotify said they
+        changed) and the rest as the last full scan found them; never raises for bad input
+        (it becomes InvalidCandidate)."""
         with self._lock:
+            if only is not None and self._found is not None:
+                return self._rescan(only)
             try:
                 names = self._list()
             except Unreadable as exc:
+                self._found = None
                 state = SourceState(self.name, readable=False, prune=self.prune, error=str(exc))
                 return ScanResult(state=state)
             return self._scan(names)
@@ -128,25 +136,55 @@ class DirectorySource:
             ("entries", "candidates", "invalid", "skipped", *_COUNTED.values()), 0
         )
         stats["entries"] = len(names)
-        candidates: list[Candidate] = []
-        invalid: list[InvalidCandidate] = []
         dirs: set[str] = set()
+        found: dict[str, Result | None] = {}
         for entry in names:
-            result, outcome = self._read_entry(entry, dirs)
-            if outcome is not None:
-                stats[_COUNTED[outcome]] += 1
-            if isinstance(result, Candidate):
-                candidates.append(result)
-                self._refs[entry] = result.ref
-            elif isinstance(result, InvalidCandidate):
-                invalid.append(result)
-            else:
-                stats["skipped"] += 1
+            found[entry] = self._read_counted(entry, dirs, stats)
         self._forget_gone(set(names), dirs)
+        self._found = found
+        return self._result(found, stats)
+
+    def _rescan(self, only: set[str]) -> ScanResult:
+        """Read the changed entries again; the others are as the last full scan left them
+        (the next full pass checks everything, so a lost event costs a delay, not a pack)."""
+        assert self._found is not None
+        stats = dict.fromkeys(("entries", "skipped", *_COUNTED.values()), 0)
+        for entry in sorted(only):
+            if ignored(entry):
+                continue
+            dirs = set(self._dirs)
+            dirs.discard(entry)
+            result = self._read_counted(entry, dirs, stats)
+            if entry in self._dirs and entry not in dirs:
+                self._snapshots.forget(self.path / entry)
+            self._dirs = dirs
+            if result is None and not (self.path / entry).exists():
+                self._found.pop(entry, None)
+                self._archives.pop(entry, None)
+                self._refs.pop(entry, None)
+            else:
+                self._found[entry] = result
+        stats["entries"] = len(self._found)
+        return self._result(self._found, stats)
+
+    def _read_counted(self, entry: str, dirs: set[str], stats: dict[str, int]) -> Result | None:
+        result, outcome = self._read_entry(entry, dirs)
+        if outcome is not None:
+            stats[_COUNTED[outcome]] += 1
+        if isinstance(result, Candidate):
+            self._refs[entry] = result.ref
+        elif result is None:
+            stats["skipped"] += 1
+        return result
+
+    def _result(self, found: dict[str, Result | None], stats: dict[str, int]) -> ScanResult:
+        results = [found[entry] for entry in sorted(found)]  # the order of a full scan
+        candidates = tuple(r for r in results if isinstance(r, Candidate))
+        invalid = tuple(r for r in results if isinstance(r, InvalidCandidate))
         stats["candidates"] = len(candidates)
         stats["invalid"] = len(invalid)
         state = SourceState(self.name, readable=True, prune=self.prune)
-        return ScanResult(state, tuple(candidates), tuple(invalid), stats=stats)
+        return ScanResult(state, candidates, invalid, stats=stats)
 
     def _read_entry(self, entry: str, dirs: set[str]) -> tuple[Result | None, Outcome | None]:
         path = self.path / entry
