@@ -420,7 +420,7 @@ class Registry:
         Leftovers younger than `min_age` seconds are kept: another process may be using them.
         """
         with self.db.read() as session:
-            expected = {p.ref: (p.version, p.digest) for p in repository.list_packs(session)}
+            expected = {p.ref: (p.version, p.digest) for p in repository.pack_heads(session)}
         fixed = self.store.repair(expected)
         fixed += [f"removed:{p.name}" for p in self.store.collect_garbage(min_age)]
         if fixed:

@@ -691,7 +691,7 @@ class Daemon:
 
     def _collect_garbage(self, registry: Registry, desired: Desired) -> None:
         with registry.db.read() as session:
-            keep = {p.digest for p in repository.list_packs(session)}
+            keep = {p.digest for p in repository.pack_heads(session)}
         keep |= {c.digest for c in desired.candidates}
         self.snapshots.collect_garbage(keep)
         self.sources.collect_garbage()

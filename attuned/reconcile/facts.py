@@ -14,10 +14,11 @@ from attuned.store import repository
 
 def actual_packs(session: Session, suspended: set[str]) -> dict[str, ActualPack]:
     packs = {}
-    for record in repository.list_packs(session):
+    dependencies = repository.pack_dependencies(session)
+    for record in repository.pack_heads(session):
         requires = tuple(
             Requirement(str(d.get("ref")), str(d.get("version", "*")))
-            for d in record.pack_metadata.get("dependencies", [])
+            for d in dependencies.get(record.ref, [])
             if isinstance(d, dict) and d.get("ref")
         )
         packs[record.ref] = ActualPack(
@@ -34,7 +35,7 @@ def actual_packs(session: Session, suspended: set[str]) -> dict[str, ActualPack]
 def served_packs(session: Session) -> dict[str, ServedPack]:
     revisions = repository.open_revisions(session)
     served = {}
-    for record in repository.list_packs(session):
+    for record in repository.pack_heads(session):
         revision = revisions.get(record.ref)
         served[record.ref] = ServedPack(
             ref=record.ref,

@@ -60,6 +60,7 @@ class PackStore:
         self.root = root
         self.versions = root / VERSIONS
         self.staging = root / STAGING
+        self._real_root: str | None = None  # the root with symlinks resolved, once it exists
 
     def ensure(self) -> None:
         self.versions.mkdir(parents=True, exist_ok=True)
@@ -69,13 +70,24 @@ class PackStore:
         return self.root / ref
 
     def active_dir(self, ref: str) -> Path | None:
-        """The version directory `ref` points at, or None when it is not active."""
+        """The version directory `ref` points at (resolved), or None when it is not active.
+
+        One readlink, not Path.resolve() (an lstat per path component): the drift check
+        asks this of every pack on every full pass."""
         link = self.link(ref)
-        if not link.is_symlink():
-            if link.exists():
-                raise StoreError(f"{link} is not a symlink managed by attuned; move it away")
+        try:
+            target = os.readlink(link)
+        except FileNotFoundError:
             return None
-        return (self.root / os.readlink(link)).resolve()
+        except OSError:  # EINVAL: there, but not a symlink
+            if link.exists():
+                raise StoreError(
+                    f"{link} is not a symlink managed by attuned; move it away"
+                ) from None
+            return None
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        return Path(os.path.normpath(os.path.join(self._real_root, target)))
 
     def prepare(self, ref: str, version: str, source: Path, files: list[PackFile]) -> Path:
         """Copy `files` from `source` into a complete version directory; return it.
