@@ -32,6 +32,8 @@ from watchdog.observers import Observer
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+if str(REPO) not in sys.path:  # the git servers of the tests (tests/reconcile/sources)
+    sys.path.insert(1, str(REPO))
 Status = dict[str, Any]
 Result = dict[str, Any]
 

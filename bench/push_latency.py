@@ -15,11 +15,8 @@ the status file says that version is active.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -28,93 +25,21 @@ from common import REPO, DaemonProcess, Result, attuned_bin, main, running, scra
 from common import write_pack as write_pack_files
 
 from attuned.reconcile.sources.git_config import GitSourceConfig
+from tests.reconcile.sources.git_servers import GitDaemon, PackRepo, git
 
 DEFAULT_INTERVAL = GitSourceConfig.model_fields["interval"].default
-GIT_ENV = {
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Bench",
-    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-    "GIT_COMMITTER_NAME": "Bench",
-    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
-    "GIT_TERMINAL_PROMPT": "0",
-}
 PACK = "pushed"
 
 
-def git(*args: str, cwd: Path) -> str:
-    env = {**os.environ, **GIT_ENV, "HOME": str(cwd)}
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=60
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class GitServer:
-    """`git daemon` serving every repository below `base`, as its own process group."""
-
-    def __init__(self, base: Path) -> None:
-        self.base = base
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def url(self, name: str) -> str:
-        return f"git://127.0.0.1:{self.port}/{name}"
-
-    def __enter__(self) -> GitServer:
-        self.base.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                "git",
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--enable=receive-pack",
-                f"--base-path={self.base}",
-                "--listen=127.0.0.1",
-                f"--port={self.port}",
-                str(self.base),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, **GIT_ENV},
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-
-    def __exit__(self, *_exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            self.proc.wait(timeout=10)
-
-
-def make_repo(root: Path, server: GitServer) -> tuple[Path, Path]:
-    """(bare repository, working clone pushing to it over git://) with one pack committed."""
-    bare, work = root / "served" / "packs.git", root / "work"
-    bare.parent.mkdir(parents=True, exist_ok=True)
-    git("init", "-q", "--bare", "-b", "main", str(bare), cwd=root)
-    git("init", "-q", "-b", "main", str(work), cwd=root)
-    git("remote", "add", "origin", server.url("packs.git"), cwd=work)
-    write_pack_files(work / "packs" / PACK, PACK, "1.0.0")
-    git("add", "-A", cwd=work)
-    git("commit", "-q", "-m", "first", cwd=work)
-    git("push", "-q", "origin", "main", cwd=work)
-    return bare, work
+def make_repo(root: Path, server: GitDaemon) -> PackRepo:
+    """A bare repository served over git:// (pushes go through `git daemon`, so its hooks
+    run) and a working clone with one pack committed and pushed."""
+    repo = PackRepo(root)
+    git("remote", "set-url", "origin", server.url(repo.name), cwd=repo.work)
+    write_pack_files(repo.work / "packs" / PACK, PACK, "1.0.0")
+    repo.commit("first")
+    repo.push("main")
+    return repo
 
 
 def install_hook(bare: Path, config: Path) -> None:
@@ -128,8 +53,11 @@ def install_hook(bare: Path, config: Path) -> None:
 
 
 def measure(root: Path, mode: str, pushes: int, interval: float | None) -> dict[str, Any]:
-    with GitServer(root / "served") as server:
-        bare, work = make_repo(root, server)
+    server = GitDaemon(root / "served", root / "git-daemon.log")
+    server.base.mkdir(parents=True)
+    server.start()
+    try:
+        repo = make_repo(root, server)
         source: dict[str, Any] = {
             "name": "packs",
             "type": "git",
@@ -144,25 +72,27 @@ def measure(root: Path, mode: str, pushes: int, interval: float | None) -> dict[
         with running(daemon):
             daemon.wait_pack(PACK, "1.0.0")
             if mode == "trigger":
-                install_hook(bare, daemon.config_path)
+                install_hook(repo.bare, daemon.config_path)
             for i in range(1, pushes + 1):
                 if mode == "polling":
                     time.sleep(random.uniform(0, interval or DEFAULT_INTERVAL))
                 else:
                     daemon.wait_idle()
                 version = f"1.0.{i}"
-                manifest = work / "packs" / PACK / "pack.yaml"
+                manifest = repo.work / "packs" / PACK / "pack.yaml"
                 manifest.write_text(
                     manifest.read_text().replace(f"version: 1.0.{i - 1}", f"version: {version}")
                 )
-                git("commit", "-q", "-am", version, cwd=work)
+                repo.commit(version)
                 started = time.monotonic()
-                git("push", "-q", "origin", "main", cwd=work)
+                repo.push("main")
                 pushed = time.monotonic()
                 _, seen = daemon.wait_pack(PACK, version, timeout=(interval or 60) * 3 + 60)
                 latencies.append(seen - started)
                 push_times.append(pushed - started)
             triggered = len(daemon.events("source.triggered"))
+    finally:
+        server.stop()
     return {
         "mode": mode,
         "interval_s": interval if interval is not None else DEFAULT_INTERVAL,
