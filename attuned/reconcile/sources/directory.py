@@ -149,21 +149,16 @@ class DirectorySource:
         (the next full pass checks everything, so a lost event costs a delay, not a pack)."""
         assert self._found is not None
         stats = dict.fromkeys(("entries", "skipped", *_COUNTED.values()), 0)
+        dirs = self._dirs - only
         for entry in sorted(only):
             if ignored(entry):
                 continue
-            dirs = set(self._dirs)
-            dirs.discard(entry)
             result = self._read_counted(entry, dirs, stats)
-            if entry in self._dirs and entry not in dirs:
-                self._snapshots.forget(self.path / entry)
-            self._dirs = dirs
             if result is None and not (self.path / entry).exists():
                 self._found.pop(entry, None)
-                self._archives.pop(entry, None)
-                self._refs.pop(entry, None)
             else:
                 self._found[entry] = result
+        self._forget_gone(set(self._found), dirs)
         stats["entries"] = len(self._found)
         return self._result(self._found, stats)
 
