@@ -256,15 +256,7 @@ class PythonEnvironments:
         if known is not None:
             return known
         try:
-            done = subprocess.run(
-                [path, "-I", "-c", _PROBE],
-                capture_output=True,
-                text=True,
-                timeout=_PROBE_TIMEOUT,
-                check=False,
-                stdin=subprocess.DEVNULL,
-                env={"PATH": self.testing.path, "LANG": self.testing.lang},
-            )
+            done = self._probe([path, "-I", "-c", _PROBE], check=False)
             data = json.loads(done.stdout) if done.returncode == 0 else None
         except (OSError, subprocess.SubprocessError, ValueError) as exc:
             raise EnvironmentFailed(f"testing.python {path} cannot be run: {exc}") from None
@@ -280,6 +272,18 @@ class PythonEnvironments:
         with self._guard:
             self._interpreters[cache_key] = found_interpreter
         return found_interpreter
+
+    def _probe(self, argv: list[str], *, check: bool) -> subprocess.CompletedProcess[str]:
+        """A short question to an interpreter, with the tests' PATH and nothing else."""
+        return subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=_PROBE_TIMEOUT,
+            check=check,
+            stdin=subprocess.DEVNULL,
+            env={"PATH": self.testing.path, "LANG": self.testing.lang},
+        )
 
     def _sources(self) -> dict[str, str]:
         return {k: redact_url(v) for k, v in self.settings.pip_sources().items()}
@@ -434,15 +438,7 @@ class PythonEnvironments:
         python = env_dir / "bin" / "python"
         script = "import sysconfig; print(sysconfig.get_path('purelib'))"
         try:
-            done = subprocess.run(
-                [str(python), "-I", "-c", script],
-                capture_output=True,
-                text=True,
-                timeout=_PROBE_TIMEOUT,
-                check=True,
-                stdin=subprocess.DEVNULL,
-                env={"PATH": self.testing.path, "LANG": self.testing.lang},
-            )
+            done = self._probe([str(python), "-I", "-c", script], check=True)
         except (OSError, subprocess.SubprocessError) as exc:
             raise build_log.failure(f"the new environment's python cannot run: {exc}") from None
         return Path(done.stdout.strip())
