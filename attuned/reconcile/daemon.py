@@ -90,15 +90,12 @@ class Requests:
         full: bool = False,
         reload: bool = False,
         stop: bool = False,
-        changed: tuple[str, str] | None = None,
         changes: Iterable[tuple[str, str]] = (),
     ) -> None:
         with self.lock:
             self.full |= full
             self.reload |= reload
             self.stop |= stop
-            if changed is not None:
-                self.changed.add(changed)
             self.changed.update(changes)
         self.wake.set()
 
@@ -424,7 +421,7 @@ class Daemon:
         """`attuned trigger NAME` (or a post-receive hook) touched triggers/NAME: poll now."""
         if self.sources.trigger(name):
             log.info(Event.SOURCE_TRIGGERED, source=name)
-            self.requests.ask(changed=(name, POLL))
+            self.requests.ask(changes=[(name, POLL)])
 
     def _debounced(self, keys: list[Hashable]) -> None:
         changes = [(str(key[0]), str(key[1])) for key in keys if isinstance(key, tuple)]
@@ -454,7 +451,7 @@ class Daemon:
                 job.remove()
         for config in self.sources.git_configs():
             self._scheduler.add_job(
-                lambda name=config.name: self.requests.ask(changed=(name, POLL)),
+                lambda name=config.name: self.requests.ask(changes=[(name, POLL)]),
                 "interval",
                 seconds=config.interval,
                 jitter=config.jitter or None,
