@@ -14,6 +14,7 @@ database row names the digest, so after a crash `repair()` can make disk agree w
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
@@ -29,6 +30,31 @@ STAGING = ".staging"
 
 def version_dirname(ref: str, version: str, pack_digest: str) -> str:
     return f"{ref}-{version}-{pack_digest[:16]}"
+
+
+_SCRATCH_OWNER = re.compile(r"-p(\d+)-[0-9a-f]{32}$")
+
+
+def _scratch(prefix: str) -> str:
+    """A temporary name that says which process made it: `<prefix>-p<pid>-<uuid>`."""
+    return f"{prefix}-p{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _owner_is_dead(name: str) -> bool:
+    """True when `name` is a scratch name whose process is gone: nobody will finish it.
+
+    Names without an owner (made before owners were recorded) are left to the age rule.
+    """
+    match = _SCRATCH_OWNER.search(name)
+    if match is None:
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return False
 
 
 def _fsync_dir(path: Path) -> None:
@@ -96,7 +122,7 @@ class PackStore:
         directory's digest (the source may have changed while it was copied).
         """
         self.ensure()
-        tmp = self.staging / f"{ref}-{uuid.uuid4().hex}"
+        tmp = self.staging / _scratch(ref)
         copy_files(source, files, tmp)
         name = version_dirname(ref, version, digest(tmp, files))
         final = self.versions / name
@@ -112,9 +138,15 @@ class PackStore:
         if self.link(ref).exists() and not self.link(ref).is_symlink():
             raise StoreError(f"{self.link(ref)} is not a symlink managed by attuned; move it away")
         os.utime(version_dir)  # activation time orders versions for retire()
-        tmp_link = self.root / f".{ref}.link-{uuid.uuid4().hex}"
-        os.symlink(Path(VERSIONS) / version_dir.name, tmp_link)
-        os.replace(tmp_link, self.link(ref))
+        for attempt in range(3):
+            tmp_link = self.root / _scratch(f".{ref}.link")
+            os.symlink(Path(VERSIONS) / version_dir.name, tmp_link)
+            try:
+                os.replace(tmp_link, self.link(ref))
+                break
+            except FileNotFoundError:  # collected as a dead process's (another pid namespace)
+                if attempt == 2:
+                    raise
         _fsync_dir(self.root)
 
     def discard(self, version_dir: Path) -> None:
@@ -132,13 +164,13 @@ class PackStore:
         self.ensure()
         files = list_files(snapshot)
         canonical = self.versions / version_dirname(ref, version, digest(snapshot, files))
-        interim = self.versions / f".{canonical.name}.restore-{uuid.uuid4().hex}"
-        tmp = self.staging / f"{ref}-{uuid.uuid4().hex}"
+        interim = self.versions / _scratch(f".{canonical.name}.restore")
+        tmp = self.staging / _scratch(ref)
         copy_files(snapshot, files, tmp)
         os.replace(tmp, interim)
         self.activate(ref, interim)
         shutil.rmtree(canonical, ignore_errors=True)
-        tmp = self.staging / f"{ref}-{uuid.uuid4().hex}"
+        tmp = self.staging / _scratch(ref)
         copy_files(snapshot, files, tmp)
         os.replace(tmp, canonical)
         self.activate(ref, canonical)
@@ -188,7 +220,8 @@ class PackStore:
         """Delete version directories nothing points at and leftover staging copies.
 
         Entries changed less than `min_age` seconds ago are kept: a concurrent registration
-        may have prepared them and not yet swapped its link.
+        may have prepared them and not yet swapped its link. Scratch entries of a process that
+        is gone (killed between making and renaming them) go at once, whatever their age.
         """
         removed: list[Path] = []
         active = self._active_dirs()
@@ -199,7 +232,7 @@ class PackStore:
             *self.root.glob(".*.link-*"),
         ]
         for entry in candidates:
-            if entry.lstat().st_mtime > horizon:
+            if entry.lstat().st_mtime > horizon and not _owner_is_dead(entry.name):
                 continue
             faults.point("mid_gc")
             if entry.is_dir() and not entry.is_symlink():

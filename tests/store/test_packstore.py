@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,28 @@ def test_collect_garbage_spares_served_and_young(make_pack: PackFactory, tmp_pat
     removed = store.collect_garbage()
     assert set(removed) == {orphan, store.staging / "leftover"}
     assert served.is_dir()
+
+
+def test_scratch_left_by_a_dead_process_goes_at_once(
+    make_pack: PackFactory, tmp_path: Path
+) -> None:
+    """A SIGKILL between symlink() and rename() leaves a `.ref.link-*`; the next start removes
+    it without waiting an hour, and never touches a live process's scratch."""
+    store = PackStore(tmp_path / "packs")
+    src = make_pack(files={"README.md": "v1\n"})
+    served = store.prepare("hello", "1.0.0", src, list_files(src))
+    store.activate("hello", served)
+    child = subprocess.Popen(["true"])
+    child.wait()
+    target = f".versions/{served.name}"
+    dead_link = tmp_path / f"packs/.hello.link-p{child.pid}-{'a' * 32}"
+    live_link = tmp_path / f"packs/.hello.link-p{os.getpid()}-{'b' * 32}"
+    ownerless = tmp_path / f"packs/.hello.link-{'c' * 32}"  # named before owners were recorded
+    dead_staging = store.staging / f"hello-p{child.pid}-{'d' * 32}"
+    for link in (dead_link, live_link, ownerless):
+        os.symlink(target, link)
+    dead_staging.mkdir()
+    removed = store.collect_garbage(min_age=3600)
+    assert set(removed) == {dead_link, dead_staging}
+    assert live_link.is_symlink() and ownerless.is_symlink()
+    assert store.active_dir("hello") == served.resolve()
