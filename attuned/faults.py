@@ -18,6 +18,7 @@ POINTS = (
     "after_tests",  # tests ran, verdict not recorded
     "before_commit",  # registration transaction written, not committed
     "after_commit",  # committed, store symlink not swapped yet
+    "mid_swap",  # the new symlink made under a scratch name, not yet renamed over the old
     "mid_gc",  # removing old versions or snapshots
 )
 

@@ -141,6 +141,7 @@ class PackStore:
         for attempt in range(3):
             tmp_link = self.root / _scratch(f".{ref}.link")
             os.symlink(Path(VERSIONS) / version_dir.name, tmp_link)
+            faults.point("mid_swap")
             try:
                 os.replace(tmp_link, self.link(ref))
                 break
