@@ -3,7 +3,10 @@
 One timer thread for all keys (not a thread per event); measured on this machine, a 0.3 s
 quiet period turned a `cp -r` burst of hundreds of events into exactly one callback. Keys
 whose quiet periods end within `coalesce` of each other come in one call: packs dropped
-together are planned, and tested, in one pass.
+together are planned, and tested, in one pass. By default that is half the quiet period:
+the watcher may hand over the second of two renames made together tens of milliseconds
+after the first (it walks the first pack's directories to watch them in between), and a key
+handed over early has still been quiet for half the period.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ class Debouncer:
     ) -> None:
         self.quiet_period = quiet_period
         self.callback = callback
-        self.coalesce = min(0.05, quiet_period / 10) if coalesce is None else coalesce
+        self.coalesce = quiet_period / 2 if coalesce is None else coalesce
         self._deadlines: dict[Hashable, float] = {}
         self._lock = threading.Condition()
         self._stopped = False

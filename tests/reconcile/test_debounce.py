@@ -68,3 +68,24 @@ def test_keys_that_settle_apart_come_apart() -> None:
         assert calls.calls == [["hello"], ["core"]]
     finally:
         debouncer.stop()
+
+
+def test_by_default_keys_quiet_for_half_the_period_come_along() -> None:
+    """The watcher can deliver the second of two renames made together tens of milliseconds
+    late (it is adding watches for the first pack's directories): still one pass."""
+    calls = Calls()
+    debouncer = Debouncer(0.4, calls)
+    try:
+        debouncer.touch("hello")
+        time.sleep(0.05)
+        debouncer.touch("core")  # due 50 ms after hello: within half the period
+        calls.wait(1)
+        time.sleep(0.5)
+        assert calls.calls == [["core", "hello"]]
+        debouncer.touch("hello")
+        time.sleep(0.35)
+        debouncer.touch("core")  # quiet for only 50 ms when hello is due: not with it
+        calls.wait(3)
+        assert calls.calls[1:] == [["hello"], ["core"]]
+    finally:
+        debouncer.stop()
