@@ -230,10 +230,14 @@ def test_periodic_resync_repairs_drift(daemon_factory: Callable[..., DaemonProce
 def test_independent_packs_are_tested_in_parallel(
     daemon_factory: Callable[..., DaemonProcess],
 ) -> None:
-    """Each pack's test waits for the other's to be running: passes only when concurrent."""
+    """Each pack's test waits for the other's to be running: passes only when concurrent.
+
+    Both packs are in the folder before the daemon starts, so its first full pass plans
+    them together; two renames while it runs may reach it as two passes (the watcher walks
+    the first pack's directories before it reports the second, on a loaded machine for
+    longer than the debounce's coalescing window), and then they are tested one by one."""
     daemon = daemon_factory()
     daemon.config["testing"]["sandbox"] = "none"  # the tests meet through a host directory
-    daemon.start()
     rendezvous = daemon.root / "rendezvous"
     rendezvous.mkdir()
 
@@ -248,6 +252,7 @@ def test_independent_packs_are_tested_in_parallel(
         build_pack(EXAMPLES / name, daemon.folder / f".{name}", test_script=meet(name, other))
     for name in ("hello", "failing"):  # both in place before the first pass scans the folder
         (daemon.folder / f".{name}").rename(daemon.folder / name)
+    daemon.start()
     daemon.wait_pack("hello", "active")
     daemon.wait_pack("failing", "active")
 
