@@ -1,249 +1,587 @@
-"""A pack's components (actions, sensors, triggers, rules, ...), loaded and checked.
+"""A pack's components, read as Attune's loader reads them and checked more strictly.
 
-Each component gets the ref `<pack>.<name>`. Kinds attuned knows get a model that checks what
-matters for registration (an action's entry point exists, a rule's refs resolve); any other
-component directory is kept as a generic component so nothing an author wrote is dropped.
+Attune's loader (crates/common/src/pack_registry/loader.rs) reads, in this order,
+`permission_sets/`, `runtimes/`, `triggers/`, `actions/`, `rules/` and `sensors/` (the
+`*.yaml`/`*.yml` files at the top of each), then workflows from `workflows/` and
+`actions/workflows/`. Where Attune silently skips a file (no `ref`, a ref outside the pack,
+a rule whose trigger or action is missing), attuned refuses it with a problem that names the
+file, line and field: a pack registers completely or not at all.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from attuned.errors import Problem, ValidationFailed
 from attuned.pack.manifest import PackManifest
+from attuned.pack.workflows import WorkflowSpec, definition_of, task_problems
 from attuned.yamlfile import line_map, locate, problems_from, read_yaml
 
-# directory name -> component kind, as Attune names them
-KNOWN_KINDS: dict[str, str] = {
-    "actions": "action",
-    "sensors": "sensor",
-    "triggers": "trigger",
-    "rules": "rule",
-    "workflows": "workflow",
-    "policies": "policy",
-    "permission_sets": "permission_set",
-    "caches": "cache",
+# kind -> directory, in Attune's load order; workflows come after them
+DIRECTORIES: dict[str, str] = {
+    "permission_set": "permission_sets",
+    "runtime": "runtimes",
+    "trigger": "triggers",
+    "action": "actions",
+    "rule": "rules",
+    "sensor": "sensors",
 }
-# directories that hold no components: tests, docs, and the like
-NOT_COMPONENTS = frozenset({"tests", "test", "docs", "lib", "etc", "files", "templates", "icons"})
+WORKFLOW_DIRECTORIES = ("workflows", "actions/workflows")
+KINDS = (*DIRECTORIES, "workflow")
+# directories Attune reads that attuned does not register (yet): said, not silently dropped
+NOT_REGISTERED = {"queues": "work queues"}
+# directories that hold no components: tests, docs, code and the like
+NOT_COMPONENTS = frozenset(
+    {"tests", "test", "docs", "lib", "etc", "files", "templates", "icons", "bin", "scripts"}
+)
+NATIVE_RUNNERS = frozenset({"native", "builtin", "standalone"})
+_BINARY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_REF_PART = re.compile(r"^[^.\s]+$")
 
 
-class _Definition(BaseModel):
-    """Fields every component may carry; the rest is kept as written."""
+class _Spec(BaseModel):
+    """Fields every component file has; anything else is kept as written (Attune ignores
+    keys it does not know)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str | None = None
-    ref: str | None = None
+    ref: str
+    label: str | None = None
     description: str | None = None
-    enabled: bool = True
 
-    @field_validator("name", "ref")
+    @field_validator("ref", mode="before")
     @classmethod
-    def _no_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
+    def _ref_text(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
             raise ValueError("must not be empty")
+        return value.strip() if isinstance(value, str) else value
+
+
+class PermissionSetSpec(_Spec):
+    grants: list[Any] = Field(default_factory=list)
+
+
+class RuntimeVersionSpec(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    version: str
+    execution_config: dict[str, Any] = Field(default_factory=dict)
+    distributions: dict[str, Any] = Field(default_factory=dict)
+    is_default: bool = False
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class RuntimeSpec(_Spec):
+    name: str | None = None
+    aliases: list[str] = Field(default_factory=list)
+    distributions: dict[str, Any] = Field(default_factory=dict)
+    installation: Any = None
+    execution_config: dict[str, Any] = Field(default_factory=dict)
+    versions: list[RuntimeVersionSpec] | None = None
+
+
+class TriggerSpec(_Spec):
+    enabled: bool = True
+    parameters: Any = None
+    output: Any = None
+
+
+Retention = Literal["versions", "days", "hours", "minutes"]
+
+
+class _Placement(_Spec):
+    """What actions and sensors share: where they run and how long their logs are kept."""
+
+    runner_type: str | None = None
+    entry_point: str | None = None
+    parameters: Any = None
+    runtime_version: str | None = None
+    worker_selector: dict[str, Any] = Field(default_factory=dict)
+    worker_tolerations: list[Any] = Field(default_factory=list)
+    worker_affinity: dict[str, Any] = Field(default_factory=dict)
+    log_retention_policy: Retention | None = None
+    log_retention_limit: PositiveInt | None = None
+    artifact_retention_policy: Retention | None = None
+    artifact_retention_limit: PositiveInt | None = None
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+class ActionSpec(_Placement):
+    workflow_file: str | None = None
+    output: Any = None
+    parameter_delivery: Literal["stdin", "file"] = "stdin"
+    parameter_format: Literal["dotenv", "json", "yaml"] = "json"
+    output_format: Literal["text", "json", "yaml", "jsonl"] = "text"
+    required_worker_runtimes: dict[str, Any] = Field(default_factory=dict)
+    accesses_mcp: bool = False
+    default_execution_permission_set_refs: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list)
+
+    _case_blind = field_validator(
+        "parameter_delivery", "parameter_format", "output_format", mode="before"
+    )(_lower)
+
+    @property
+    def runner(self) -> str | None:
+        """The runner that picks the action's runtime: none for a workflow action."""
+        return None if self.workflow_file else (self.runner_type or "shell")
+
+
+class RuleSpec(_Spec):
+    trigger_ref: str
+    action_ref: str
+    enabled: bool = True
+    conditions: Any = Field(default_factory=dict)
+    action_params: Any = Field(default_factory=dict)
+    trigger_params: Any = Field(default_factory=dict)
+    permission_set_refs: str | list[str] | None = Field(
+        default=None, validation_alias=AliasChoices("permission_set_refs", "permission_set_ref")
+    )
+
+    @field_validator("permission_set_refs", mode="after")
+    @classmethod
+    def _no_empty_refs(cls, value: str | list[str] | None) -> str | list[str] | None:
+        refs = [value] if isinstance(value, str) else value or []
+        if any(not r.strip() for r in refs):
+            raise ValueError("permission set refs must not be empty")
         return value
 
 
-class ActionDefinition(_Definition):
-    runner_type: str
-    entry_point: str | None = None
-    parameters: dict[str, Any] | None = None
+class SensorSpec(_Placement):
+    enabled: bool = True
+    config: Any = Field(default_factory=dict)
+    trigger_types: list[str] | None = None
+    trigger_type: str | None = None
+
+    @property
+    def runner(self) -> str:
+        return self.runner_type or "native"
+
+    def triggers(self, pack_ref: str) -> list[str]:
+        """The triggers it fires, qualified (a bare name is one of the pack's own)."""
+        names = self.trigger_types if self.trigger_types is not None else []
+        if self.trigger_types is None and self.trigger_type:
+            names = [self.trigger_type]
+        return [qualify(pack_ref, n) for n in names]
 
 
-class SensorDefinition(_Definition):
-    entry_point: str
-    class_name: str | None = None
-    trigger_types: list[Any] | None = None
-
-
-class TriggerDefinition(_Definition):
-    parameters_schema: dict[str, Any] | None = None
-    payload_schema: dict[str, Any] | None = None
-
-
-class RuleDefinition(_Definition):
-    trigger: dict[str, Any] | str
-    action: dict[str, Any] | str
-    criteria: dict[str, Any] | None = None
-
-
-class WorkflowDefinition(_Definition):
-    pass
-
-
-_MODELS: dict[str, type[_Definition]] = {
-    "action": ActionDefinition,
-    "sensor": SensorDefinition,
-    "trigger": TriggerDefinition,
-    "rule": RuleDefinition,
+_SPECS: dict[str, type[_Spec]] = {
+    "permission_set": PermissionSetSpec,
+    "runtime": RuntimeSpec,
+    "trigger": TriggerSpec,
+    "action": ActionSpec,
+    "rule": RuleSpec,
+    "sensor": SensorSpec,
 }
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A workflow definition row to be: from an action's `workflow_file` (`action` names
+    it) or a standalone file (then a companion action of the same ref is made, as Attune's
+    workflow registrar does)."""
+
+    ref: str
+    label: str
+    description: str | None
+    version: str
+    parameters: Any
+    output: Any
+    tags: list[str]
+    definition: dict[str, Any]
+    file: str  # relative to the pack root
+    action: str | None = None  # the action that links it; None: standalone
+    entrypoint: str = ""  # the companion action's entrypoint (standalone only)
 
 
 @dataclass(frozen=True)
 class Component:
     kind: str
-    name: str
     ref: str
     file: str  # relative to the pack root
-    definition: dict[str, Any] = field(default_factory=dict)
+    spec: Any  # the kind's validated model (`_SPECS`), or a Workflow
+    definition: dict[str, Any] = field(default_factory=dict)  # the file as written
+
+    @property
+    def name(self) -> str:
+        return self.ref.rpartition(".")[2]
 
 
-def _ref_of(rule_part: dict[str, Any] | str, key: str) -> str | None:
-    if isinstance(rule_part, str):
-        return rule_part
-    value = rule_part.get(key) or rule_part.get("ref")
-    return str(value) if value is not None else None
+def qualify(pack_ref: str, ref: str) -> str:
+    """Attune's rule for rule and sensor references: a bare name is the pack's own."""
+    return ref if "." in ref else f"{pack_ref}.{ref}"
+
+
+def generate_label(name: str) -> str:
+    """Attune's label for a component without one: `http_request` -> `Http Request`."""
+    return " ".join(word[:1].upper() + word[1:] for word in name.split("_"))
+
+
+def is_native(runner: str | None) -> bool:
+    return (runner or "").lower() in NATIVE_RUNNERS
 
 
 class _Loader:
     def __init__(self, pack_dir: Path, manifest: PackManifest) -> None:
         self.pack_dir = pack_dir
         self.manifest = manifest
+        self.pack_ref = manifest.ref
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []
         self.components: list[Component] = []
 
-    def problem(self, path: Path, message: str, loc: tuple[str, ...] = ()) -> None:
+    def problem(self, path: Path, message: str, loc: tuple[str | int, ...] = ()) -> None:
         line = locate(line_map(path), loc) if loc else None
         self.problems.append(
-            Problem(path, message, line=line, field=".".join(loc) if loc else None)
+            Problem(path, message, line=line, field=".".join(map(str, loc)) if loc else None)
         )
 
-    def load(self) -> list[Component]:
-        root = self.pack_dir
-        for directory in sorted(p for p in root.iterdir() if p.is_dir()):
-            if directory.name.startswith(".") or directory.name in NOT_COMPONENTS:
-                continue
-            kind = KNOWN_KINDS.get(directory.name)
-            if kind is None and not any(directory.glob("*.yaml")):
-                continue  # a helper directory, not a component directory
-            for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-                self.load_one(path, kind or directory.name)
-        self.check_rules()
+    # -- reading ----------------------------------------------------------------------------
+
+    def load(self) -> tuple[list[Component], list[Problem]]:
+        for kind, directory in DIRECTORIES.items():
+            for path in _yaml_files(self.pack_dir / directory):
+                self.load_one(path, kind)
+        linked = {w.spec.file for w in self.components if isinstance(w.spec, Workflow)}
+        for directory in WORKFLOW_DIRECTORIES:
+            for path in _yaml_files(self.pack_dir / directory):
+                if path.relative_to(self.pack_dir).as_posix() not in linked:
+                    self.load_workflow(path)
+        self.note_unread_directories()
+        self.check_references()
         self.check_unique()
         if self.problems:
             raise ValidationFailed(self.problems)
-        return self.components
+        return self.components, self.warnings
 
-    def load_one(self, path: Path, kind: str) -> None:
+    def read(self, path: Path) -> dict[str, Any] | None:
         try:
             data = read_yaml(path)
         except ValidationFailed as exc:
             self.problems.extend(exc.problems)
-            return
+            return None
         if not isinstance(data, dict):
-            self.problem(path, "expected a mapping at the top")
+            kind = "empty" if data is None else f"a {type(data).__name__}"
+            self.problem(path, f"expected a mapping at the top, found {kind}")
+            return None
+        return data
+
+    def load_one(self, path: Path, kind: str) -> None:
+        data = self.read(path)
+        if data is None:
             return
-        model = _MODELS.get(kind, _Definition)
+        if "ref" not in data:
+            self.problem(
+                path,
+                f"every {kind.replace('_', ' ')} file needs its full ref, e.g. "
+                f"'{self.pack_ref}.{path.stem}' (Attune's loader skips files without one)",
+            )
+            return
         try:
-            definition = model.model_validate(data)
+            spec = _SPECS[kind].model_validate(data)
         except ValidationError as exc:
             self.problems.extend(problems_from(exc, path))
             return
-        pack_ref = self.manifest.ref
-        name = definition.name or path.stem
-        if definition.ref:
-            namespace, _, short = definition.ref.rpartition(".")
-            if namespace and namespace != pack_ref:
-                self.problem(
-                    path,
-                    f"{definition.ref!r} is in pack {namespace!r}'s namespace, not {pack_ref!r}",
-                    ("ref",),
-                )
-                return
-            name = short if namespace else definition.ref
-        if "." in name:
-            self.problem(path, f"component name {name!r} must not contain '.'", ("name",))
+        ref = qualify(self.pack_ref, spec.ref) if kind == "rule" else spec.ref
+        if not self.check_ref(path, ref):
             return
-        if isinstance(definition, ActionDefinition | SensorDefinition):
-            self.check_entry_point(path, definition.entry_point)
-        self.components.append(
-            Component(
-                kind=kind,
-                name=name,
-                ref=f"{pack_ref}.{name}",
-                file=path.relative_to(self.pack_dir).as_posix(),
-                definition=data,
-            )
-        )
+        if isinstance(spec, ActionSpec | SensorSpec):
+            self.check_entry_point(path, spec)
+        self.components.append(Component(kind, ref, self.rel(path), spec, data))
+        if isinstance(spec, ActionSpec) and spec.workflow_file:
+            self.load_linked_workflow(path, ref, spec, data)
 
-    def check_entry_point(self, path: Path, entry_point: str | None) -> None:
-        """An entry point is relative to the component's directory (Attune) or the pack root."""
-        if not entry_point:
+    def rel(self, path: Path) -> str:
+        """`path` relative to the pack root (`path` may be resolved already)."""
+        if path.is_relative_to(self.pack_dir):
+            return path.relative_to(self.pack_dir).as_posix()
+        return path.relative_to(self.pack_dir.resolve()).as_posix()
+
+    # -- checks of one file -------------------------------------------------------------------
+
+    def check_ref(self, path: Path, ref: str, loc: tuple[str, ...] = ("ref",)) -> bool:
+        namespace, dot, name = ref.partition(".")
+        if ref != ref.lower():
+            self.problem(path, f"{ref!r} must be lower-case (Attune refuses it)", loc)
+        elif not dot or "." in name or not _REF_PART.match(namespace) or not _REF_PART.match(name):
+            self.problem(
+                path, f"{ref!r} must be '<pack>.<name>' with exactly one dot, no spaces", loc
+            )
+        elif namespace != self.pack_ref:
+            self.problem(
+                path, f"{ref!r} is in pack {namespace!r}'s namespace, not {self.pack_ref!r}", loc
+            )
+        else:
+            return True
+        return False
+
+    def check_entry_point(self, path: Path, spec: ActionSpec | SensorSpec) -> None:
+        """A native runner's entry point is a binary the platform provides: a bare name.
+        Any other is a file of the pack, relative to the component's directory (Attune) or
+        to the pack root."""
+        entry_point = spec.entry_point
+        if not entry_point or (isinstance(spec, ActionSpec) and spec.workflow_file):
             return
         if "\0" in entry_point:
             self.problem(path, "entry_point contains a NUL byte", ("entry_point",))
             return
-        root = self.pack_dir.resolve()
+        if is_native(spec.runner):
+            if not _BINARY_NAME.match(entry_point):
+                self.problem(
+                    path,
+                    f"{entry_point!r}: a {spec.runner} entry point names a binary the platform "
+                    "provides (letters, digits, '.', '_', '+', '-'), not a path",
+                    ("entry_point",),
+                )
+            return
+        found = self.inside_pack(path, path.parent, entry_point, ("entry_point",))
+        if found is None:
+            return
         for base in (path.parent, self.pack_dir):
-            try:
-                candidate = (base / entry_point).resolve()
-            except (OSError, RuntimeError) as exc:  # a symlink loop, an unreadable directory
-                self.problem(path, f"{entry_point!r} cannot be resolved: {exc}", ("entry_point",))
-                return
-            if not candidate.is_relative_to(root):
-                self.problem(path, f"{entry_point!r} points outside the pack", ("entry_point",))
-                return
-            if candidate.is_file():
+            if (base / entry_point).resolve().is_file():
                 return
         self.problem(path, f"{entry_point!r} does not exist in the pack", ("entry_point",))
 
-    def check_rules(self) -> None:
-        """A rule's trigger and action must be in this pack or a declared dependency."""
-        own = {c.ref for c in self.components}
-        allowed = {self.manifest.ref} | {d.ref for d in self.manifest.dependencies}
-        for component in self.components:
-            if component.kind != "rule":
+    def inside_pack(
+        self, path: Path, base: Path, relative: str, loc: tuple[str, ...]
+    ) -> Path | None:
+        root = self.pack_dir.resolve()
+        try:
+            candidate = (base / relative).resolve()
+        except (OSError, RuntimeError) as exc:  # a symlink loop, an unreadable directory
+            self.problem(path, f"{relative!r} cannot be resolved: {exc}", loc)
+            return None
+        if not candidate.is_relative_to(root):
+            self.problem(path, f"{relative!r} points outside the pack", loc)
+            return None
+        return candidate
+
+    # -- workflows --------------------------------------------------------------------------
+
+    def load_linked_workflow(
+        self, path: Path, action_ref: str, spec: ActionSpec, data: dict[str, Any]
+    ) -> None:
+        """`workflow_file` is relative to `actions/`; the action's fields win (Attune)."""
+        assert spec.workflow_file is not None
+        target = self.inside_pack(path, path.parent, spec.workflow_file, ("workflow_file",))
+        if target is None:
+            return
+        if not target.is_file():
+            self.problem(
+                path, f"{spec.workflow_file!r} does not exist in the pack", ("workflow_file",)
+            )
+            return
+        workflow = self.read_workflow(target)
+        if workflow is None:
+            return
+        wf_spec, wf_data = workflow
+        ref = wf_spec.ref or action_ref
+        label = wf_spec.label or spec.label or generate_label(action_ref.rpartition(".")[2])
+        description = (
+            wf_spec.description if wf_spec.description is not None else spec.description or ""
+        )
+        tags = wf_spec.tags or list(spec.tags)
+        if not self.check_ref(target, ref):
+            return
+        self.components.append(
+            Component(
+                "workflow",
+                ref,
+                self.rel(target),
+                Workflow(
+                    ref=ref,
+                    label=label,
+                    description=description,
+                    version=wf_spec.version,
+                    parameters=data.get("parameters", wf_spec.parameters),
+                    output=data.get("output", wf_spec.output),
+                    tags=tags,
+                    definition=definition_of(
+                        wf_data, ref=ref, label=label, description=description, tags=tags
+                    ),
+                    file=self.rel(target),
+                    action=action_ref,
+                ),
+                wf_data,
+            )
+        )
+
+    def load_workflow(self, path: Path) -> None:
+        """A standalone workflow: its ref defaults to `<pack>.<file name>` (without a
+        `.workflow` suffix), its label to the file name (Attune's registrar)."""
+        workflow = self.read_workflow(path)
+        if workflow is None:
+            return
+        spec, data = workflow
+        name = path.stem.removesuffix(".workflow")
+        ref = spec.ref or f"{self.pack_ref}.{name}"
+        if not self.check_ref(path, ref):
+            return
+        label = spec.label or name
+        self.components.append(
+            Component(
+                "workflow",
+                ref,
+                self.rel(path),
+                Workflow(
+                    ref=ref,
+                    label=label,
+                    description=spec.description,
+                    version=spec.version,
+                    parameters=spec.parameters,
+                    output=spec.output,
+                    tags=list(spec.tags),
+                    definition=definition_of(
+                        data, ref=ref, label=label, description=spec.description, tags=spec.tags
+                    ),
+                    file=self.rel(path),
+                    entrypoint=f"workflows/{name}.workflow.yaml",
+                ),
+                data,
+            )
+        )
+
+    def read_workflow(self, path: Path) -> tuple[WorkflowSpec, dict[str, Any]] | None:
+        data = self.read(path)
+        if data is None:
+            return None
+        try:
+            spec = WorkflowSpec.model_validate(data)
+        except ValidationError as exc:
+            self.problems.extend(problems_from(exc, path))
+            return None
+        bad = task_problems(spec.tasks)
+        for where, message in bad:
+            loc = tuple(int(part) if part.isdigit() else part for part in where.split("."))
+            self.problem(path, message, loc)
+        return None if bad else (spec, data)
+
+    # -- the pack as a whole ---------------------------------------------------------------
+
+    def note_unread_directories(self) -> None:
+        known = set(DIRECTORIES.values()) | {"workflows"} | NOT_COMPONENTS
+        for directory in sorted(p for p in self.pack_dir.iterdir() if p.is_dir()):
+            name = directory.name
+            if name.startswith(".") or name in known or not _yaml_files(directory):
                 continue
+            what = NOT_REGISTERED.get(name)
+            message = (
+                f"{what} are not registered by attuned yet (Attune's loader would)"
+                if what
+                else "Attune reads no components from this directory; its files are kept "
+                "with the pack but not registered"
+            )
+            self.warnings.append(Problem(directory, message))
+
+    def own(self, kind: str) -> set[str]:
+        refs = {c.ref for c in self.components if c.kind == kind}
+        if kind == "action":  # standalone workflows bring an action of their own ref
+            refs |= {
+                c.ref
+                for c in self.components
+                if isinstance(c.spec, Workflow) and c.spec.action is None
+            }
+        return refs
+
+    def check_references(self) -> None:
+        """Rules and sensors name triggers and actions: the pack's own must exist, others
+        must belong to a declared dependency (the database is asked at registration)."""
+        allowed = {self.pack_ref} | {d.ref for d in self.manifest.dependencies}
+        for component in self.components:
             path = self.pack_dir / component.file
-            trigger = component.definition.get("trigger", {})
-            action = component.definition.get("action", {})
-            for loc, ref in (
-                ("trigger", _ref_of(trigger, "type")),
-                ("action", _ref_of(action, "ref")),
-            ):
-                if not ref:
-                    self.problem(path, "needs a ref", (loc,))
-                    continue
+            if isinstance(component.spec, RuleSpec):
+                wanted = [
+                    ("trigger_ref", "trigger", qualify(self.pack_ref, component.spec.trigger_ref)),
+                    ("action_ref", "action", qualify(self.pack_ref, component.spec.action_ref)),
+                ]
+            elif isinstance(component.spec, SensorSpec):
+                field_name = (
+                    "trigger_types" if component.spec.trigger_types is not None else "trigger_type"
+                )
+                wanted = [
+                    (field_name, "trigger", ref) for ref in component.spec.triggers(self.pack_ref)
+                ]
+            else:
+                continue
+            for loc, kind, ref in wanted:
                 namespace = ref.rpartition(".")[0]
-                if namespace == self.manifest.ref and ref not in own:
-                    self.problem(path, f"{ref!r} is not defined in this pack", (loc,))
+                if namespace == self.pack_ref and ref not in self.own(kind):
+                    self.problem(path, f"{kind} {ref!r} is not defined in this pack", (loc,))
                 elif namespace not in allowed:
-                    why = (
-                        f"{ref!r} belongs to pack {namespace!r}, which is not a declared dependency"
+                    self.problem(
+                        path,
+                        f"{ref!r} belongs to pack {namespace!r}, which is not a declared "
+                        "dependency",
+                        (loc,),
                     )
-                    self.problem(path, why, (loc,))
 
     def check_unique(self) -> None:
         seen: dict[tuple[str, str], str] = {}
         for component in self.components:
-            key = (component.kind, component.ref)
-            if key in seen:
-                self.problem(
-                    self.pack_dir / component.file,
-                    f"{component.kind} {component.ref!r} is also defined in {seen[key]}",
-                )
-            seen[key] = component.file
+            table = "action" if component.kind == "action" else component.kind
+            for key in {(table, component.ref)} | (
+                {("action", component.ref)}
+                if isinstance(component.spec, Workflow) and component.spec.action is None
+                else set()
+            ):
+                if key in seen and seen[key] != component.file:
+                    self.problem(
+                        self.pack_dir / component.file,
+                        f"{key[0]} {component.ref!r} is also defined in {seen[key]}",
+                    )
+                seen.setdefault(key, component.file)
 
 
-def load_components(pack_dir: Path, manifest: PackManifest) -> list[Component]:
-    """Every component of the pack, or ValidationFailed listing each bad file."""
+def _yaml_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    # not only regular files: a FIFO or a directory named `x.yaml` is refused when read
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
+    )
+
+
+def load_components(
+    pack_dir: Path, manifest: PackManifest
+) -> tuple[list[Component], list[Problem]]:
+    """Every component of the pack in Attune's load order, and warnings; or ValidationFailed
+    listing each bad file."""
     return _Loader(pack_dir, manifest).load()
 
 
-def external_refs(components: list[Component], pack_ref: str) -> set[str]:
-    """Refs the pack's rules use from other packs (checked against the database at register)."""
-    refs = set()
+def external_refs(components: list[Component], pack_ref: str) -> dict[str, set[str]]:
+    """Triggers and actions of other packs that rules and sensors use, by kind (checked
+    against Attune's tables at registration)."""
+    refs: dict[str, set[str]] = {"trigger": set(), "action": set()}
     for component in components:
-        if component.kind != "rule":
-            continue
-        for part, key in (("trigger", "type"), ("action", "ref")):
-            ref = _ref_of(component.definition.get(part, {}), key)
-            if ref and ref.rpartition(".")[0] != pack_ref:
-                refs.add(ref)
+        spec = component.spec
+        wanted: list[tuple[str, str]] = []
+        if isinstance(spec, RuleSpec):
+            wanted = [
+                ("trigger", qualify(pack_ref, spec.trigger_ref)),
+                ("action", qualify(pack_ref, spec.action_ref)),
+            ]
+        elif isinstance(spec, SensorSpec):
+            wanted = [("trigger", ref) for ref in spec.triggers(pack_ref)]
+        for kind, ref in wanted:
+            if ref.rpartition(".")[0] != pack_ref:
+                refs[kind].add(ref)
     return refs

@@ -42,8 +42,10 @@ def load_pack(pack_dir: Path) -> Pack:
         files = list_files(pack_dir)
     except ValidationFailed as exc:
         problems.extend(exc.problems)
+    warnings = list(loaded.warnings)
     try:
-        components = load_components(pack_dir, loaded.manifest)
+        components, component_warnings = load_components(pack_dir, loaded.manifest)
+        warnings.extend(component_warnings)
     except ValidationFailed as exc:
         problems.extend(exc.problems)
     problems.extend(requirement_problems(pack_dir, loaded.manifest.meta))
@@ -55,5 +57,5 @@ def load_pack(pack_dir: Path) -> Pack:
         components=components,
         files=files,
         digest=digest(pack_dir, files),
-        warnings=loaded.warnings,
+        warnings=warnings,
     )

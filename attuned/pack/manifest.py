@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from attuned.errors import Problem, ValidationFailed
 from attuned.pack.confschema import ConfSchema
@@ -114,7 +114,7 @@ class Dependency(_Strict):
 _DEPENDENCY_STRING = re.compile(r"^\s*(?P<ref>[^\s@<>=!^~]+)\s*@?\s*(?P<range>.*)$")
 
 
-def _dependency_from(value: Any) -> Any:
+def dependency_from(value: Any) -> Any:
     """Accept `core`, `core>=1.2.0`, `core@^1.2` and `{ref: core, version: ...}`."""
     if isinstance(value, str):
         match = _DEPENDENCY_STRING.match(value)
@@ -134,22 +134,31 @@ def check_ref(value: str) -> str:
 
 
 class PackManifest(BaseModel):
-    """The whole pack.yaml. Fields follow Attune; `extras` holds keys Attune added later."""
+    """The whole pack.yaml. Fields follow Attune; `extras` holds keys Attune added later.
+
+    Both spellings Attune knows are read: its own core pack writes `label`, `conf_schema`,
+    `meta` and `tags`, its register route reads `name`, `config_schema`, `metadata` and
+    `keywords`. A pack without a label is labelled with its ref, as Attune's route does.
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
     ref: str
-    label: str
-    description: str
+    label: str | None = Field(default=None, validation_alias=AliasChoices("label", "name"))
+    description: str | None = None
     version: str
     author: str | None = None
     email: str | None = None
     system: bool = False
     enabled: bool = True
-    conf_schema: ConfSchema | None = None
+    conf_schema: ConfSchema | None = Field(
+        default=None, validation_alias=AliasChoices("conf_schema", "config_schema")
+    )
     config: dict[str, Any] = Field(default_factory=dict, validate_default=True)
-    meta: dict[str, Any] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(
+        default_factory=dict, validation_alias=AliasChoices("meta", "metadata")
+    )
+    tags: list[str] = Field(default_factory=list, validation_alias=AliasChoices("tags", "keywords"))
     runtime_deps: list[str] = Field(default_factory=list)
     dependencies: list[Dependency] = Field(default_factory=list)
     worker_selector: dict[str, Any] | None = None
@@ -160,7 +169,16 @@ class PackManifest(BaseModel):
     @field_validator("ref")
     @classmethod
     def _ref(cls, value: str) -> str:
-        return check_ref(value)
+        check_ref(value)
+        if len(value) < 2:
+            raise ValueError(
+                f"{value!r} is too short: Attune's pack refs have two characters or more"
+            )
+        return value
+
+    @property
+    def display_label(self) -> str:
+        return self.label or self.ref
 
     @field_validator("version", mode="before")
     @classmethod
@@ -178,7 +196,7 @@ class PackManifest(BaseModel):
     @classmethod
     def _dependencies(cls, value: Any) -> Any:
         if isinstance(value, list):
-            return [_dependency_from(item) for item in value]
+            return [dependency_from(item) for item in value]
         return value
 
     @field_validator("config", mode="after")

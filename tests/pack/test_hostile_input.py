@@ -545,14 +545,18 @@ def test_symlink_loops_inside_a_pack() -> None:
 
 
 def test_an_entry_point_that_is_a_symlink_loop() -> None:
-    with pack_dir(files={"actions/a.yaml": "runner_type: shell\nentry_point: loop.sh\n"}) as root:
+    with pack_dir(
+        files={"actions/a.yaml": "ref: hello.a\nrunner_type: shell\nentry_point: loop.sh\n"}
+    ) as root:
         os.symlink("loop.sh", root / "actions/loop.sh")
         problems = refused(root)
     assert any("entry_point" in p and "cannot be resolved" in p for p in problems), problems
 
 
 def test_an_entry_point_with_a_nul_byte() -> None:
-    with pack_dir(files={"actions/a.yaml": 'runner_type: shell\nentry_point: "a\\0b"\n'}) as root:
+    with pack_dir(
+        files={"actions/a.yaml": 'ref: hello.a\nrunner_type: shell\nentry_point: "a\\0b"\n'}
+    ) as root:
         problems = refused(root)
     assert any("entry_point contains a NUL byte" in p for p in problems), problems
 

@@ -100,7 +100,7 @@ def test_bad_version_names_file_line_and_field(tmp_path: Path) -> None:
 
 
 def test_unquoted_float_version_asks_for_quotes(tmp_path: Path) -> None:
-    [problem] = problems(tmp_path, "ref: a\nlabel: A\ndescription: d\nversion: 1.10\n")
+    [problem] = problems(tmp_path, "ref: ab\nlabel: A\ndescription: d\nversion: 1.10\n")
     assert ":4: version:" in problem and 'quote it (version: "1.1")' in problem
 
 
@@ -110,21 +110,41 @@ def test_bad_refs_are_refused(tmp_path: Path, ref: str) -> None:
     assert ":1: ref:" in problem and "is not a valid ref" in problem
 
 
-@pytest.mark.parametrize("ref", ["a", "hello_world", "my-pack2"])
+@pytest.mark.parametrize("ref", ["ab", "hello_world", "my-pack2"])
 def test_good_refs_load(tmp_path: Path, ref: str) -> None:
     text = f"ref: {ref}\nlabel: A\ndescription: d\nversion: 1.0.0\n"
     assert load_manifest(manifest_at(tmp_path, text)).manifest.ref == ref
 
 
-def test_missing_required_fields_are_all_listed(tmp_path: Path) -> None:
-    found = problems(tmp_path, "ref: a\n")
-    assert sorted(p.split(": ")[1] for p in found) == ["description", "label", "version"]
-    assert all("required field is missing" in p for p in found)
+def test_missing_version_is_the_one_required_field_besides_ref(tmp_path: Path) -> None:
+    """Attune's register route needs `ref` and `version`; a label falls back to the ref."""
+    [found] = problems(tmp_path, "ref: ab\n")
+    assert found.endswith("version: required field is missing")
+    text = "ref: ab\nversion: 1.0.0\n"
+    manifest = load_manifest(manifest_at(tmp_path, text)).manifest
+    assert (manifest.display_label, manifest.description) == ("ab", None)
+
+
+def test_a_one_letter_ref_is_refused_as_attune_would(tmp_path: Path) -> None:
+    [problem] = problems(tmp_path, "ref: a\nversion: 1.0.0\n")
+    assert ":1: ref:" in problem and "two characters or more" in problem
+
+
+def test_attunes_register_route_spellings_are_read(tmp_path: Path) -> None:
+    """`name`, `config_schema`, `metadata`, `keywords`: what Attune's route reads."""
+    text = (
+        "ref: ab\nname: A B\nversion: 1.0.0\nconfig_schema:\n  x: {type: integer, default: 2}\n"
+        "metadata: {k: v}\nkeywords: [one]\n"
+    )
+    manifest = load_manifest(manifest_at(tmp_path, text)).manifest
+    assert manifest.display_label == "A B"
+    assert manifest.config == {"x": 2} and manifest.meta == {"k": "v"}
+    assert manifest.tags == ["one"] and manifest.extras == {}
 
 
 def test_unknown_runner_type_fails_at_load_with_its_line(tmp_path: Path) -> None:
     text = (
-        "ref: a\nlabel: A\ndescription: d\nversion: 1.0.0\ntesting:\n  runners:\n"
+        "ref: ab\nlabel: A\ndescription: d\nversion: 1.0.0\ntesting:\n  runners:\n"
         "    s:\n      type: mocha\n      entry_point: t.js\n"
     )
     [problem] = problems(tmp_path, text)
@@ -132,14 +152,14 @@ def test_unknown_runner_type_fails_at_load_with_its_line(tmp_path: Path) -> None
 
 
 def test_min_pass_rate_out_of_range(tmp_path: Path) -> None:
-    text = "ref: a\nlabel: A\ndescription: d\nversion: 1.0.0\ntesting:\n  min_pass_rate: 1.5\n"
+    text = "ref: ab\nlabel: A\ndescription: d\nversion: 1.0.0\ntesting:\n  min_pass_rate: 1.5\n"
     [problem] = problems(tmp_path, text)
     assert ":6: testing.min_pass_rate:" in problem
 
 
 def test_entry_point_outside_pack_refused(tmp_path: Path) -> None:
     text = (
-        "ref: a\nlabel: A\ndescription: d\nversion: 1.0.0\ntesting:\n  runners:\n"
+        "ref: ab\nlabel: A\ndescription: d\nversion: 1.0.0\ntesting:\n  runners:\n"
         "    s: {type: script, entry_point: ../../etc/passwd}\n"
     )
     [problem] = problems(tmp_path, text)
@@ -147,7 +167,7 @@ def test_entry_point_outside_pack_refused(tmp_path: Path) -> None:
 
 
 def test_bad_dependency_constraint(tmp_path: Path) -> None:
-    text = "ref: a\nlabel: A\ndescription: d\nversion: 1.0.0\ndependencies:\n  - core>=banana\n"
+    text = "ref: ab\nlabel: A\ndescription: d\nversion: 1.0.0\ndependencies:\n  - core>=banana\n"
     [problem] = problems(tmp_path, text)
     assert ":6: dependencies[0]" in problem and "not a version constraint" in problem
 
@@ -165,7 +185,7 @@ def test_config_validated_against_flat_conf_schema(
     tmp_path: Path, config: str, message: str
 ) -> None:
     text = (
-        "ref: a\nlabel: A\ndescription: d\nversion: 1.0.0\nconf_schema:\n"
+        "ref: ab\nlabel: A\ndescription: d\nversion: 1.0.0\nconf_schema:\n"
         "  retries: {type: integer, minimum: 0, maximum: 5, required: true}\n"
         f"config: {config}\n"
     )
@@ -174,7 +194,7 @@ def test_config_validated_against_flat_conf_schema(
 
 
 def test_yaml_syntax_error_names_line(tmp_path: Path) -> None:
-    [problem] = problems(tmp_path, "ref: a\nlabel: [unclosed\ndescription: d\n")
+    [problem] = problems(tmp_path, "ref: ab\nlabel: [unclosed\ndescription: d\n")
     assert problem.startswith(f"{tmp_path}/p/pack.yaml:") and "invalid YAML" in problem
 
 
@@ -197,6 +217,6 @@ def test_examples_load() -> None:
 
 
 def test_result_path_outside_pack_refused(tmp_path: Path) -> None:
-    text = "ref: a\nlabel: A\ndescription: d\nversion: 1.0.0\ntesting:\n  result_path: /tmp/x\n"
+    text = "ref: ab\nlabel: A\ndescription: d\nversion: 1.0.0\ntesting:\n  result_path: /tmp/x\n"
     [problem] = problems(tmp_path, text)
     assert ":6: testing.result_path:" in problem and "inside the pack" in problem
