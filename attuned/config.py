@@ -49,6 +49,11 @@ class DatabaseConfig(_Section):
     busy_timeout: float = Field(
         default=30, gt=0, description="SQLite: seconds to wait for another writer's lock"
     )
+    create_attune_tables: bool = Field(
+        default=False,
+        description="PostgreSQL without Attune's schema: create Attune-shaped tables instead "
+        "of refusing to start (demos, tests); SQLite always has them created",
+    )
 
 
 class LogConfig(_Section):

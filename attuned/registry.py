@@ -31,15 +31,17 @@ from attuned.errors import (
     TestsFailed,
     ValidationFailed,
 )
-from attuned.pack.components import external_refs
+from attuned.pack.components import RuntimeSpec, SensorSpec, external_refs
 from attuned.pack.content import digest
 from attuned.pack.loader import Pack, load_pack
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.report.log import Event, get_logger
 from attuned.store import repository
+from attuned.store.attune.rows import Installation
+from attuned.store.attune.writer import resolve_runtime, runtime_ref_for
 from attuned.store.database import Database
-from attuned.store.models import PackRecord
 from attuned.store.packstore import PackStore
+from attuned.store.repository import RegisteredPack
 from attuned.testing.executor import TestExecutor
 from attuned.testing.results import PackTestResult
 
@@ -76,24 +78,29 @@ class CommitHooks:
     in the same transaction, so followers never see a pack row without its content."""
 
     before_commit: Callable[[Session], None] = _nothing
-    pack_committed: Callable[[Session, PackRecord, Path], None] = _nothing
+    pack_committed: Callable[[Session, RegisteredPack, Path], None] = _nothing
     pack_removed: Callable[[Session, str], None] = _nothing
 
 
 @dataclass(frozen=True)
 class Provenance:
-    """Where a registration came from: a path by hand, or a daemon source's entry."""
+    """Where a registration came from: a path by hand, or a daemon source's entry.
+
+    `source_type` and `source_url` become Attune's `pack.source_type`/`source_url`
+    (`local_directory`, `local_archive` or `git`; a URL without credentials)."""
 
     origin: str
     source: str | None = None  # None: registered by hand (never pruned by the daemon)
     source_revision: str | None = None
+    source_type: str = "local_directory"
+    source_url: str | None = None  # default: `origin`
 
 
 @dataclass(frozen=True)
 class Registration:
     """What a successful `register` did."""
 
-    pack: PackRecord
+    pack: RegisteredPack
     test_result: PackTestResult | None
     outcome: Outcome
     trigger: Trigger
@@ -160,9 +167,9 @@ class Registry:
 
     @classmethod
     def from_config(cls, config: AttunedConfig) -> Registry:
-        database = Database(config.database_url, busy_timeout=config.database.busy_timeout)
+        database = Database.from_config(config)
         if config.database.auto_migrate:
-            database.migrate()
+            database.migrate(packs_dir=config.packs_path)
         tester = tester_for(config)
         registry = cls(
             database,
@@ -246,7 +253,9 @@ class Registry:
                 self._record_only(result, trigger, outcome, pack.digest)
                 plog.warning(Event.PACK_ROLLED_BACK, reason=result.gate.reason)
                 raise TestsRolledBack(result)
-            record = self._commit(pack, result, trigger, outcome, provenance, plog, version_dir)
+            record = self._commit(
+                pack, result, trigger, outcome, provenance, plog, version_dir, force
+            )
             faults.point("after_commit")
             self.store.activate(pack.ref, version_dir)
         if previous is not None and previous != version_dir.resolve():
@@ -267,7 +276,9 @@ class Registry:
         )
         return Registration(record, result, outcome, trigger, pack.warnings)
 
-    def _check_dependencies(self, session: Any, pack: Pack) -> None:
+    def _check_dependencies(self, session: Session, pack: Pack) -> None:
+        """Declared packs at satisfying versions, and the other packs' triggers and actions
+        that rules and sensors name, must be registered (by attuned or by Attune itself)."""
         problems = []
         manifest_path = pack.path / MANIFEST_NAME
         for dep in pack.manifest.dependencies:
@@ -290,18 +301,50 @@ class Registry:
                 )
         wanted = external_refs(pack.components, pack.ref)
         known = repository.component_refs(session, wanted)
-        for ref in sorted(wanted - known):
-            namespace = ref.rpartition(".")[0]
-            if not any(p.message.startswith(f"depends on {namespace}") for p in problems):
-                problems.append(
-                    Problem(
-                        manifest_path,
-                        f"rules use {ref!r}, which pack {namespace!r} does not define",
-                        field="dependencies",
+        for kind, refs in sorted(wanted.items()):
+            for ref in sorted(refs - known[kind]):
+                namespace = ref.rpartition(".")[0]
+                if not any(p.message.startswith(f"depends on {namespace}") for p in problems):
+                    problems.append(
+                        Problem(
+                            manifest_path,
+                            f"rules or sensors use {kind} {ref!r}, which pack {namespace!r} "
+                            "does not define",
+                            field="dependencies",
+                        )
                     )
-                )
+        problems.extend(self._missing_sensor_runtimes(session, pack))
         if problems:
             raise DependencyError(problems)
+
+    @staticmethod
+    def _missing_sensor_runtimes(session: Session, pack: Pack) -> list[Problem]:
+        """A sensor needs its runtime registered (Attune's `sensor.runtime` is NOT NULL): the
+        pack's own runtimes count, since they are written first."""
+        own = {
+            name
+            for c in pack.components
+            if isinstance(c.spec, RuntimeSpec)
+            for name in (c.ref, (c.spec.name or c.name).lower())
+        }
+        problems = []
+        for component in pack.components:
+            if not isinstance(component.spec, SensorSpec):
+                continue
+            runner = component.spec.runner
+            if {runtime_ref_for(runner), runner.lower()} & own or resolve_runtime(
+                session.connection(), runner
+            ):
+                continue
+            problems.append(
+                Problem(
+                    pack.path / component.file,
+                    f"runner_type {runner!r} names no registered runtime; register the pack "
+                    "that provides it first (core provides core.native, core.shell, ...)",
+                    field="runner_type",
+                )
+            )
+        return problems
 
     @contextmanager
     def _prepared(self, pack: Pack) -> Iterator[Path]:
@@ -345,7 +388,7 @@ class Registry:
     ) -> None:
         with self._write_lock, self.db.write() as session:
             self.hooks.before_commit(session)
-            repository.add_execution(
+            repository.add_test_run(
                 session,
                 result,
                 trigger_type=trigger.value,
@@ -362,17 +405,32 @@ class Registry:
         provenance: Provenance,
         plog: Any,
         version_dir: Path,
-    ) -> PackRecord:
-        """Pack, components, revision, test execution (and the cluster's duties) in one
-        transaction."""
+        force: bool,
+    ) -> RegisteredPack:
+        """Attune's rows (pack, components, test execution), attuned's own (managed pack,
+        revision, test run) and the cluster's duties, in one transaction."""
         try:
             with self._write_lock, self.db.write() as session:
-                record = repository.save_pack(
-                    session, pack, provenance.origin, provenance.source, provenance.source_revision
+                saved = repository.save_pack(
+                    session,
+                    pack,
+                    origin=provenance.origin,
+                    install=Installation(
+                        source_type=provenance.source_type,
+                        source_url=provenance.source_url or provenance.origin,
+                        source_ref=provenance.source_revision,
+                        storage_path=str(self.store.link(pack.ref).absolute()),
+                    ),
+                    source=provenance.source,
+                    source_revision=provenance.source_revision,
+                    force=force,
                 )
+                record = saved.pack
+                for warning in saved.report.warnings:
+                    plog.warning(Event.PACK_REGISTRATION_WARNING, problem=warning)
                 repository.record_activation(session, record, reason=trigger.value)
                 if result is not None:
-                    repository.add_execution(
+                    repository.add_test_run(
                         session,
                         result,
                         trigger_type=trigger.value,
@@ -394,7 +452,7 @@ class Registry:
 
     def unregister(
         self, ref: str, *, force: bool = False, reason: str = "unregistered"
-    ) -> PackRecord:
+    ) -> RegisteredPack:
         with self._write_lock, self.db.write() as session:
             record = repository.get_pack(session, ref)
             if record is None:
@@ -406,7 +464,7 @@ class Registry:
                     "unregister those first or use --force"
                 )
             repository.close_revision(session, ref, reason)
-            repository.delete_pack(session, record)
+            repository.delete_pack(session, ref)
             self.hooks.pack_removed(session, ref)
             self.hooks.before_commit(session)
         self.store.remove(ref)
@@ -420,7 +478,7 @@ class Registry:
         Leftovers younger than `min_age` seconds are kept: another process may be using them.
         """
         with self.db.read() as session:
-            expected = {p.ref: (p.version, p.digest) for p in repository.pack_heads(session)}
+            expected = {p.ref: (p.version, p.digest) for p in repository.managed_heads(session)}
         fixed = self.store.repair(expected)
         fixed += [f"removed:{p.name}" for p in self.store.collect_garbage(min_age)]
         if fixed:
@@ -499,7 +557,7 @@ _REGISTERED_EVENT = {
 }
 
 
-def _trigger_for(existing: PackRecord | None, pack: Pack) -> Trigger:
+def _trigger_for(existing: RegisteredPack | None, pack: Pack) -> Trigger:
     if existing is None:
         return Trigger.REGISTER
     return Trigger.REINSTALL if existing.version == pack.version else Trigger.UPGRADE

@@ -92,9 +92,10 @@ def write_pack(root: Path, ref: str, version: str = "1.0.0", *, salt: str = "") 
     for k in range(2):
         files[f"triggers/event{k}.yaml"] = yaml.safe_dump(
             {
-                "name": f"event{k}",
+                "ref": f"{ref}.event{k}",
+                "label": f"Event {k}",
                 "description": f"event {k} of {ref}",
-                "payload_schema": {"type": "object", "properties": {"name": {"type": "string"}}},
+                "output": {"type": "object", "properties": {"name": {"type": "string"}}},
             },
             sort_keys=False,
         )

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from attuned.store.database import Database
+from tests import attune_db
 
 pytest_plugins = ["tests.pgcluster"]  # throwaway PostgreSQL clusters, for any test
 
@@ -33,25 +34,56 @@ _POSTGRES = pytest.param(
 )
 
 
-def _libpq(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+@pytest.fixture(scope="session")
+def attune_template() -> Iterator[str | None]:
+    """A database holding Attune's real schema, built once per run with Attune's own
+    migrations (apply.sh); each PostgreSQL test copies it. None when apply.sh is missing."""
+    if not os.environ.get(POSTGRES_ENV) or attune_db.schema_dir() is None:
+        yield None
+        return
+    base = os.environ[POSTGRES_ENV]
+    name = f"attuned_attune_tmpl_{uuid.uuid4().hex[:8]}"
+    url = attune_db.create_database(base, name)
+    attune_db.apply_schema(url)
+    try:
+        yield name
+    finally:
+        attune_db.drop_database(base, name)
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    import psycopg
-
+def empty_postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (no Attune schema) for one test, dropped after."""
     base = os.environ[POSTGRES_ENV]
     name = f"attuned_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_libpq(base), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    head, _, _ = base.rpartition("/")
+    url = attune_db.create_database(base, name)
     try:
-        yield f"{head}/{name}"
+        yield url
     finally:
-        with psycopg.connect(_libpq(base), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        attune_db.drop_database(base, name)
+
+
+@pytest.fixture
+def postgres_url(attune_template: str | None) -> Iterator[str]:
+    """A fresh PostgreSQL database holding Attune's schema (its real migrations when
+    apply.sh is at hand, else the tables attuned makes), dropped after the test."""
+    base = os.environ[POSTGRES_ENV]
+    name = f"attuned_test_{uuid.uuid4().hex[:12]}"
+    url = attune_db.create_database(base, name, template=attune_template)
+    if attune_template is None:
+        attune_db.with_attune_schema(url)
+    try:
+        yield url
+    finally:
+        attune_db.drop_database(base, name)
+
+
+@pytest.fixture
+def attune_postgres_url(postgres_url: str, attune_template: str | None) -> str:
+    """Like `postgres_url`, but always Attune's real schema: skipped (saying why) without it."""
+    if attune_template is None:
+        pytest.skip(attune_db.MISSING_REASON)
+    return postgres_url
 
 
 @pytest.fixture(params=["sqlite", _POSTGRES])

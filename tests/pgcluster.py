@@ -210,10 +210,13 @@ class ThrowawayCluster:
         self._orphans = []
 
     def create_database(self, name: str) -> str:
-        """CREATE DATABASE `name`; its SQLAlchemy URL."""
+        """CREATE DATABASE `name` holding Attune's schema (what attuned writes into); its
+        SQLAlchemy URL."""
+        from tests import attune_db
+
         with psycopg.connect(self.libpq_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url_for(name)
+        return attune_db.with_attune_schema(self.url_for(name))
 
     def cleanup(self) -> None:
         """Stop the server and delete everything it wrote."""

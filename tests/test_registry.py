@@ -17,7 +17,7 @@ from attuned.errors import ConflictError, DependencyError, ValidationFailed
 from attuned.registry import Outcome, Registry, TestsRolledBack, Trigger
 from attuned.store import repository
 from attuned.store.database import Database
-from attuned.store.models import ComponentRecord, PackRecord, TestExecutionRecord
+from attuned.store.models import TestRun
 from attuned.store.packstore import PackStore
 from attuned.testing.executor import TestExecutor
 from attuned.testing.settings import ExecutorSettings
@@ -38,7 +38,7 @@ echo "Failed: 0"
 echo "Skipped: 1"
 """
 ACTION = {
-    "actions/greet.yaml": "name: greet\nrunner_type: shell\nentry_point: greet.sh\n",
+    "actions/greet.yaml": "ref: hello.greet\nrunner_type: shell\nentry_point: greet.sh\n",
     "actions/greet.sh": "echo hi\n",
 }
 
@@ -51,17 +51,22 @@ def registry(database: Database, tmp_path: Path) -> Iterator[Registry]:
 
 def packs_in(registry: Registry) -> dict[str, str]:
     with registry.db.read() as session:
-        return {p.ref: p.version for p in session.exec(select(PackRecord)).all()}
+        return {p.ref: p.version for p in repository.list_packs(session)}
 
 
 def components_in(registry: Registry) -> list[str]:
+    """Every component row in Attune's tables, whatever pack it belongs to."""
     with registry.db.read() as session:
-        return sorted(c.ref for c in session.exec(select(ComponentRecord)).all())
+        return sorted(
+            c.ref
+            for p in repository.list_packs(session)
+            for c in repository.components_of(session, p.id)
+        )
 
 
 def executions_in(registry: Registry) -> list[tuple[str, str, str, str]]:
     with registry.db.read() as session:
-        rows = session.exec(select(TestExecutionRecord).order_by(TestExecutionRecord.id)).all()
+        rows = session.exec(select(TestRun).order_by(TestRun.id)).all()
         return [(r.pack_ref, r.trigger_type, r.status, r.outcome) for r in rows]
 
 
@@ -87,7 +92,7 @@ def test_missing_directory_is_a_validation_error(registry: Registry, tmp_path: P
 
 def test_invalid_component_registers_nothing(registry: Registry, make_pack: PackFactory) -> None:
     path = make_pack(
-        files={"actions/greet.yaml": "name: greet\nrunner_type: shell\nentry_point: no.sh\n"}
+        files={"actions/greet.yaml": "ref: hello.greet\nrunner_type: shell\nentry_point: no.sh\n"}
     )
     with pytest.raises(ValidationFailed, match="entry_point: 'no.sh' does not exist"):
         registry.register(path)
@@ -137,7 +142,7 @@ def test_forced_upgrade_replaces_version_and_components(
     newer = make_pack(
         version="1.1.0",
         files={
-            "triggers/tick.yaml": "name: tick\n",
+            "triggers/tick.yaml": "ref: hello.tick\n",
         },
     )
     (newer / "actions/greet.yaml").unlink()
@@ -182,10 +187,10 @@ def test_rule_using_undefined_component_of_dependency(
     path = make_pack(
         "app",
         dependencies=["core"],
-        files={"rules/r.yaml": "trigger: {type: core.tick}\naction: {ref: core.echo}\n"},
+        files={"rules/r.yaml": "ref: app.r\ntrigger_ref: core.tick\naction_ref: core.echo\n"},
     )
     with pytest.raises(
-        DependencyError, match="rules use 'core.echo', which pack 'core' does not define"
+        DependencyError, match="use action 'core.echo', which pack 'core' does not define"
     ):
         registry.register(path)
 
@@ -204,7 +209,7 @@ def test_passing_tests_register_and_are_stored(registry: Registry, make_pack: Pa
     assert executions_in(registry) == [("hello", "register", "passed", "registered")]
     assert served(registry) == {"hello": "1.0.0"}
     with registry.db.read() as session:
-        [row] = session.exec(select(TestExecutionRecord)).all()
+        [row] = session.exec(select(TestRun)).all()
         assert row.result["test_suites"][0]["name"] == "shell" and row.pass_rate == 1.0
 
 
@@ -309,7 +314,7 @@ def test_registration_failing_midway_leaves_nothing(
         if registry.db.is_sqlite:
             conn.execute(
                 text(
-                    "CREATE TRIGGER boom BEFORE INSERT ON component WHEN NEW.name = 'boom' "
+                    "CREATE TRIGGER boom BEFORE INSERT ON \"trigger\" WHEN NEW.ref = 'hello.boom' "
                     "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
                 )
             )
@@ -322,11 +327,15 @@ def test_registration_failing_midway_leaves_nothing(
             )
             conn.execute(
                 text(
-                    "CREATE TRIGGER boom BEFORE INSERT ON component FOR EACH ROW "
-                    "WHEN (NEW.name = 'boom') EXECUTE FUNCTION boom()"
+                    "CREATE TRIGGER boom BEFORE INSERT ON attune.trigger FOR EACH ROW "
+                    "WHEN (NEW.ref = 'hello.boom') EXECUTE FUNCTION boom()"
                 )
             )
-    files = {**ACTION, "triggers/boom.yaml": "name: boom\n", "triggers/zzz.yaml": "name: zzz\n"}
+    files = {
+        **ACTION,
+        "triggers/boom.yaml": "ref: hello.boom\n",
+        "triggers/zzz.yaml": "ref: hello.zzz\n",
+    }
     with pytest.raises(Exception, match="injected failure"):
         registry.register(make_pack(files=files))
     assert packs_in(registry) == {} and components_in(registry) == []
@@ -338,7 +347,11 @@ def test_registration_failing_midway_leaves_nothing(
 
 
 def test_unregister_refuses_while_depended_on(registry: Registry, make_pack: PackFactory) -> None:
-    registry.register(make_pack("core", files=ACTION))
+    core_action = {
+        "actions/greet.yaml": "ref: core.greet\nrunner_type: shell\nentry_point: greet.sh\n",
+        "actions/greet.sh": "echo hi\n",
+    }
+    registry.register(make_pack("core", files=core_action))
     registry.register(make_pack("app", dependencies=["core"]))
     with pytest.raises(ConflictError, match="needed by app"):
         registry.unregister("core")

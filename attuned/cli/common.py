@@ -12,7 +12,8 @@ from typing import Any
 
 from attuned.config import AttunedConfig, load_config
 from attuned.registry import Registry
-from attuned.store.models import PackRecord, TestExecutionRecord
+from attuned.store.models import TestRun
+from attuned.store.repository import RegisteredPack
 
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
 STATUS_COLOUR = {
@@ -59,19 +60,28 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def pack_dict(record: PackRecord, last_status: str | None = None) -> dict[str, Any]:
+def pack_dict(record: RegisteredPack, last_status: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {
+        "id": record.id,
         "ref": record.ref,
         "label": record.label,
         "description": record.description,
         "version": record.version,
-        "digest": record.digest,
+        "managed": record.managed,
+        "digest": record.digest or None,
         "origin": record.origin,
-        "enabled": record.enabled,
+        "source": record.source,
+        "source_revision": record.source_revision,
         "system": record.system,
-        "metadata": record.pack_metadata,
+        "tags": record.tags,
+        "runtime_deps": record.runtime_deps,
+        "dependencies": record.dependencies,
+        "meta": record.meta,
         "conf_schema": record.conf_schema,
         "config": record.config,
+        "source_type": record.source_type,
+        "source_url": record.source_url,
+        "storage_path": record.storage_path,
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
     }
@@ -80,7 +90,7 @@ def pack_dict(record: PackRecord, last_status: str | None = None) -> dict[str, A
     return data
 
 
-def execution_dict(record: TestExecutionRecord, *, full: bool = False) -> dict[str, Any]:
+def execution_dict(record: TestRun, *, full: bool = False) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": record.id,
         "pack_ref": record.pack_ref,
@@ -97,6 +107,7 @@ def execution_dict(record: TestExecutionRecord, *, full: bool = False) -> dict[s
         "gate_passed": record.gate_passed,
         "gate_reason": record.gate_reason,
         "outcome": record.outcome,
+        "attune_execution_id": record.attune_execution_id,
         "execution_time": record.execution_time.isoformat(),
     }
     if full:

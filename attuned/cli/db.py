@@ -20,10 +20,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    database = Database(config_of(args).database_url)
+    config = config_of(args)
+    database = Database.from_config(config)
     try:
         if args.db_verb == "upgrade":
-            database.migrate(args.revision)
+            database.migrate(args.revision, packs_dir=config.packs_path)
         revision = database.current_revision()
     finally:
         database.dispose()

@@ -24,6 +24,15 @@ def run(args: argparse.Namespace) -> int:
     if not packs:
         print("no packs registered")
         return 0
-    rows = [[p.ref, p.version, p.digest[:12], statuses.get(p.ref, "-"), p.origin] for p in packs]
+    rows = [
+        [
+            p.ref,
+            p.version,
+            p.digest[:12] if p.managed else "(not attuned's)",
+            statuses.get(p.ref, "-"),
+            p.origin,
+        ]
+        for p in packs
+    ]
     print(table(rows, ["ref", "version", "digest", "last test", "origin"]))
     return 0

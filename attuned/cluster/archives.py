@@ -23,7 +23,7 @@ from attuned.errors import AttunedError, ValidationFailed
 from attuned.pack.content import PackFile, digest, list_files
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.reconcile.archive import ArchiveLimits, extract_archive
-from attuned.store.models import PackArchive, PackRecord, utcnow
+from attuned.store.models import ManagedPack, PackArchive, utcnow
 
 NOTIFY_CHANNEL = "attuned_packs"
 _GZIP_LEVEL = 6
@@ -148,7 +148,7 @@ def prune_archives(session: Session, keep: set[str]) -> int:
     loses its archive (a `keep` read earlier could miss it).
     """
     statement = delete(PackArchive).where(
-        col(PackArchive.digest).not_in(select(col(PackRecord.digest)))
+        col(PackArchive.digest).not_in(select(col(ManagedPack.digest)))
     )
     if keep:
         statement = statement.where(col(PackArchive.digest).not_in(keep))

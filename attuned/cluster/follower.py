@@ -88,7 +88,7 @@ class Follower:
         """Make the store agree with the pack rows; raises only if the rows cannot be read."""
         self._listen_before_reading()
         with self.db.read() as session:
-            wanted = {p.ref: (p.version, p.digest) for p in repository.list_packs(session)}
+            wanted = {p.ref: (p.version, p.digest) for p in repository.managed_heads(session)}
         result = SyncResult()
         for ref, (version, pack_digest) in sorted(wanted.items()):
             try:

@@ -21,7 +21,7 @@ from attuned.cluster.leader import ElectionSettings, LeaderElection, NotLeader
 from attuned.config import AttunedConfig
 from attuned.registry import CommitHooks, Registry
 from attuned.report.log import Event, get_logger
-from attuned.store.models import PackRecord
+from attuned.store.repository import RegisteredPack
 
 log = get_logger()
 Role = Literal["leader", "follower"]
@@ -125,7 +125,7 @@ class ClusterRole:
         """A leader that lost its connection or lock must not write: NotLeader rolls back."""
         self.election.ensure_leader()
 
-    def _pack_committed(self, session: Session, record: PackRecord, version_dir: Path) -> None:
+    def _pack_committed(self, session: Session, record: RegisteredPack, version_dir: Path) -> None:
         store_archive(
             session,
             version_dir,

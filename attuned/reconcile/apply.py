@@ -13,9 +13,11 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from attuned.errors import DependencyError, ValidationFailed
-from attuned.reconcile.model import Action, ActionKind, FailureKind, Plan
+from attuned.reconcile.archive import is_archive
+from attuned.reconcile.model import Action, ActionKind, Candidate, FailureKind, Plan
 from attuned.registry import (
     EnvironmentNotReady,
     Provenance,
@@ -36,10 +38,26 @@ class StepOutcome(StrEnum):
 
 @dataclass(frozen=True)
 class SourcePolicy:
-    """Per-source registration options."""
+    """Per-source registration options, and what Attune's pack row says of the source."""
 
     skip_tests: bool = False
     force: bool = False
+    git: bool = False  # else a watched folder
+    location: str | None = None  # the folder, or the repository URL without credentials
+
+    def provenance(self, candidate: Candidate) -> Provenance:
+        if self.git:
+            source_type, url = "git", self.location
+        else:
+            source_type = "local_archive" if is_archive(candidate.entry) else "local_directory"
+            url = str(Path(self.location) / candidate.entry) if self.location else None
+        return Provenance(
+            origin=f"{candidate.source}:{candidate.entry}",
+            source=candidate.source,
+            source_revision=candidate.source_revision,
+            source_type=source_type,
+            source_url=url,
+        )
 
 
 @dataclass(frozen=True)
@@ -149,11 +167,7 @@ class Applier:
                 replace=True,
                 force=policy.force,
                 skip_tests=policy.skip_tests,
-                provenance=Provenance(
-                    origin=f"{candidate.source}:{candidate.entry}",
-                    source=candidate.source,
-                    source_revision=candidate.source_revision,
-                ),
+                provenance=policy.provenance(candidate),
                 cancel=self.cancel,
             )
         except Exception as exc:

@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from attuned import __version__, faults
-from attuned.config import AttunedConfig, default_config, load_config
+from attuned.config import AttunedConfig, DirectorySourceConfig, default_config, load_config
 from attuned.errors import AttunedError
 from attuned.reconcile import facts
 from attuned.reconcile.apply import Applier, SourcePolicy, StepOutcome, StepResult
@@ -33,6 +33,7 @@ from attuned.reconcile.memory import remember, with_suspended
 from attuned.reconcile.model import ActionKind, Desired, FailureKind, Memory, Plan
 from attuned.reconcile.planner import plan as make_plan
 from attuned.reconcile.snapshots import SnapshotStore
+from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.reconcile.sourceset import SourceSet
 from attuned.reconcile.summary import derive_packs
 from attuned.reconcile.watch import FolderWatcher
@@ -601,10 +602,7 @@ class Daemon:
                 )
 
     def _apply(self, registry: Registry, plan: Plan) -> list[StepResult]:
-        policies = {
-            name: SourcePolicy(skip_tests=c.skip_tests, force=c.force)
-            for name, c in self.sources.configs.items()
-        }
+        policies = {name: _policy(c) for name, c in self.sources.configs.items()}
 
         def progress(result: StepResult) -> None:
             if result.test_status is not None:
@@ -688,7 +686,7 @@ class Daemon:
 
     def _collect_garbage(self, registry: Registry, desired: Desired) -> None:
         with registry.db.read() as session:
-            keep = {p.digest for p in repository.pack_heads(session)}
+            keep = {p.digest for p in repository.managed_heads(session)}
         keep |= {c.digest for c in desired.candidates}
         self.snapshots.collect_garbage(keep)
         self.sources.collect_garbage()
@@ -747,3 +745,10 @@ class Daemon:
             packs=self.packs,
             conflicts=self.conflicts,
         )
+
+
+def _policy(config: DirectorySourceConfig | GitSourceConfig) -> SourcePolicy:
+    """How the daemon registers what a source offers, and how Attune's row names it."""
+    if isinstance(config, GitSourceConfig):
+        return SourcePolicy(config.skip_tests, config.force, git=True, location=config.shown_url)
+    return SourcePolicy(config.skip_tests, config.force, location=str(config.path.absolute()))

@@ -37,7 +37,7 @@ class DriftCheck:
     def check(self, registry: Registry) -> list[str]:
         """Restore every drifted pack; returns the refs found drifted."""
         with registry.db.read() as session:
-            records = repository.pack_heads(session)
+            records = repository.managed_heads(session)
         drifted = []
         for record in records:
             served = registry.store.active_dir(record.ref)

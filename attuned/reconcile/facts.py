@@ -16,15 +16,12 @@ def actual_packs(session: Session, suspended: set[str]) -> dict[str, ActualPack]
     packs = {}
     dependencies = repository.pack_dependencies(session)
     for record in repository.pack_heads(session):
-        requires = tuple(
-            Requirement(str(d.get("ref")), str(d.get("version", "*")))
-            for d in dependencies.get(record.ref, [])
-            if isinstance(d, dict) and d.get("ref")
-        )
+        requires = tuple(Requirement(d.ref, d.version) for d in dependencies.get(record.ref, []))
         packs[record.ref] = ActualPack(
             ref=record.ref,
             version=record.version,
-            digest=record.digest,
+            # incomplete rows: a digest no candidate has, so the planner registers it again
+            digest="" if record.incomplete else record.digest,
             source=record.source,
             requires=requires,
             suspended=record.ref in suspended,
@@ -35,7 +32,7 @@ def actual_packs(session: Session, suspended: set[str]) -> dict[str, ActualPack]
 def served_packs(session: Session) -> dict[str, ServedPack]:
     revisions = repository.open_revisions(session)
     served = {}
-    for record in repository.pack_heads(session):
+    for record in repository.managed_heads(session):
         revision = revisions.get(record.ref)
         served[record.ref] = ServedPack(
             ref=record.ref,

@@ -22,6 +22,7 @@ class Event(StrEnum):
     PACK_REINSTALLED = "pack.reinstalled"
     PACK_REGISTER_FAILED = "pack.register.failed"
     PACK_VALIDATION_WARNING = "pack.validation.warning"
+    PACK_REGISTRATION_WARNING = "pack.registration.warning"
     PACK_TEST_STARTED = "pack.test.started"
     PACK_TEST_FINISHED = "pack.test.finished"
     PACK_TEST_FAILED = "pack.test.failed"
@@ -63,6 +64,7 @@ class Event(StrEnum):
     ENV_RUNTIME_MISSING = "env.runtime.missing"
     METRICS_WRITE_FAILED = "metrics.write.failed"
     DB_MIGRATED = "db.migrated"
+    DB_CONVERTED = "db.converted"
     LIBRARY_LOG = "library.log"
 
 

@@ -1,5 +1,9 @@
 """One database handle: engine set-up per backend, migrations, read and write transactions.
 
+Two owners share it. Attune's tables (schema `attune`) are made by Attune's migrations on
+PostgreSQL and by attuned on SQLite; attuned's own tables live in schema `attuned` with their
+alembic version table (on SQLite, which has no schemas, both sets share the main database).
+
 SQLite needs care that PostgreSQL does not: WAL for concurrent readers, `foreign_keys=ON` on
 every connection (or ON DELETE CASCADE silently does nothing), and `BEGIN IMMEDIATE` for
 writes (a plain BEGIN that reads then writes fails with "database is locked" under load).
@@ -9,30 +13,53 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 from attuned.report.log import Event, get_logger
+from attuned.store import models
+from attuned.store.attune import schema as attune_schema
+from attuned.store.attune.tables import SCHEMA as ATTUNE_SCHEMA
+from attuned.store.models import OWN_SCHEMA
 
 if TYPE_CHECKING:  # alembic costs 11 MiB of RSS: imported only when the schema must change
     from alembic.config import Config as AlembicConfig
+
+    from attuned.config import AttunedConfig
+
+_VERSIONS = "alembic_version"
+
+
+def own_tables() -> list[Table]:
+    """attuned's own tables (the SQLModel metadata holds nothing else)."""
+    return [t for t in SQLModel.metadata.sorted_tables if t.schema == models.OWN_SCHEMA]
+
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _BEGIN_OPTION = "attuned_sqlite_begin"
 # the newest migration under MIGRATIONS (tests/store/test_database.py checks it); lets a start
 # on an up-to-date schema skip alembic altogether
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
+# revisions of the layout before attuned wrote Attune's tables (own tables in `public`)
+LEGACY_REVISIONS = frozenset({"0001", "0002", "0003"})
+# SQLite has no schemas: Attune's tables and attuned's own share the one file
+_NO_SCHEMAS = {OWN_SCHEMA: None, ATTUNE_SCHEMA: None}
 
 
 def _sqlite_engine(url: str, busy_timeout: float) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": busy_timeout})
+    engine = create_engine(
+        url,
+        connect_args={"timeout": busy_timeout},
+        execution_options={"schema_translate_map": _NO_SCHEMAS},
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -60,46 +87,113 @@ def make_engine(url: str, busy_timeout: float = 30.0) -> Engine:
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
 
 
-class Database:
-    """The attuned database at `url`; `write()` is the only way to change it."""
+class Layout(StrEnum):
+    """What `migrate` finds in a database."""
 
-    def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
+    FRESH = "fresh"  # no attuned tables at all
+    LEGACY = "legacy"  # revisions 0001-0003: attuned's own pack tables, no Attune rows
+    CURRENT = "current"  # attuned's own schema beside Attune's tables
+
+
+class Database:
+    """The database at `url`: Attune's tables plus attuned's own schema; `write()` is the
+    only way to change it.
+
+    `create_attune_tables`: on a PostgreSQL database without Attune's schema, create
+    Attune-shaped tables instead of refusing (demos, tests); SQLite always creates them.
+    """
+
+    def __init__(
+        self, url: str, *, busy_timeout: float = 30.0, create_attune_tables: bool = False
+    ) -> None:
         self.url = url
+        self.create_attune_tables = create_attune_tables
         self.engine = make_engine(url, busy_timeout)
         self._writer = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+
+    @classmethod
+    def from_config(cls, config: AttunedConfig) -> Database:
+        return cls(
+            config.database_url,
+            busy_timeout=config.database.busy_timeout,
+            create_attune_tables=config.database.create_attune_tables,
+        )
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to `revision` (alembic); safe to call on every start."""
-        before = self.current_revision()
-        if revision in ("head", HEAD_REVISION) and before == HEAD_REVISION:
-            return
-        from alembic import command
+    @property
+    def own_schema(self) -> str | None:
+        """Where attuned's tables and its alembic version table live (None: SQLite's main)."""
+        return None if self.is_sqlite else OWN_SCHEMA
 
-        with self.engine.begin() as connection:
-            command.upgrade(self.alembic_config(connection), revision)
-        after = self.current_revision()
+    @property
+    def where(self) -> str:
+        """The database, named for people (no credentials)."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def migrate(self, revision: str = "head", *, packs_dir: Path | None = None) -> None:
+        """Bring both layers to `revision`; safe to call on every start.
+
+        A fresh database gets the current layout at once (and Attune's tables where attuned
+        may make them); one of the old layout (0001-0003) is converted by migration 0004
+        (`packs_dir`: the pack store, whose links become Attune's `storage_path`).
+        """
+        with self._writer.begin() as connection:
+            layout, before = self._layout(connection)
+            at_head = layout is Layout.CURRENT and before == HEAD_REVISION
+            if at_head and revision in ("head", HEAD_REVISION):
+                attune_schema.ensure(
+                    connection, may_create=self.create_attune_tables, where=self.where
+                )
+                return
+            if layout is Layout.FRESH:
+                self._create_fresh(connection)
+            else:
+                if layout is Layout.LEGACY and not self.is_sqlite:
+                    connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA}"))
+                    connection.execute(
+                        text(f"ALTER TABLE public.{_VERSIONS} SET SCHEMA {OWN_SCHEMA}")
+                    )
+                from alembic import command
+
+                config = self.alembic_config(connection)
+                config.attributes["packs_dir"] = packs_dir
+                command.upgrade(config, revision)
+            after = self._version(connection)
         if after != before:
             get_logger().info(Event.DB_MIGRATED, previous=before, revision=after)
 
-    def downgrade(self, revision: str) -> None:
-        """Undo migrations down to `revision` ("base": an empty schema); for rollbacks."""
+    def _create_fresh(self, connection: Connection) -> None:
+        attune_schema.ensure(connection, may_create=self.create_attune_tables, where=self.where)
+        if not self.is_sqlite:
+            connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA}"))
+        SQLModel.metadata.create_all(connection, tables=own_tables())
         from alembic import command
 
-        with self.engine.begin() as connection:
-            command.downgrade(self.alembic_config(connection), revision)
+        command.stamp(self.alembic_config(connection), "head")
+
+    def _layout(self, connection: Connection) -> tuple[Layout, str | None]:
+        version = self._version(connection)
+        if version is not None:
+            return (Layout.LEGACY if version in LEGACY_REVISIONS else Layout.CURRENT), version
+        if not self.is_sqlite and inspect(connection).has_table(_VERSIONS, schema="public"):
+            legacy = connection.execute(text("SELECT version_num FROM public.alembic_version"))
+            return Layout.LEGACY, legacy.scalar()
+        return Layout.FRESH, None
+
+    def _version(self, connection: Connection) -> str | None:
+        if not inspect(connection).has_table(_VERSIONS, schema=self.own_schema):
+            return None
+        table = f"{self.own_schema}.{_VERSIONS}" if self.own_schema else _VERSIONS
+        return connection.execute(text(f"SELECT version_num FROM {table}")).scalar()  # noqa: S608
 
     def current_revision(self) -> str | None:
         """The schema's revision (alembic's one-row table, read without alembic); None when
-        the database is empty."""
+        the database holds no attuned tables."""
         with self.engine.connect() as connection:
-            if not inspect(connection).has_table("alembic_version"):
-                return None
-            value = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
-            return value.scalar()
+            return self._layout(connection)[1]
 
     def head_revision(self) -> str | None:
         """The newest revision this version of attuned ships."""
@@ -114,6 +208,9 @@ class Database:
         config.set_main_option("script_location", str(MIGRATIONS))
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         config.attributes["connection"] = connection
+        config.attributes["own_schema"] = self.own_schema
+        config.attributes["create_attune_tables"] = self.create_attune_tables
+        config.attributes["where"] = self.where
         return config
 
     @contextmanager

@@ -1,7 +1,10 @@
-"""Database tables. Types stay portable (SQLite and PostgreSQL); JSON holds what varies.
+"""attuned's own tables, in a schema of its own (`attuned`; on SQLite, beside Attune's).
 
-Test executions carry the pack ref as plain text, not a foreign key: they are the audit trail
-and outlive rollbacks and removals.
+What Attune reads lives in Attune's tables (`attuned.store.attune`); these hold what only
+attuned needs: which packs it manages and from where, every test run (Attune's cascade
+deletes a rolled-back pack's runs, the audit trail must not), activations, suspensions and
+the pack contents followers fetch. Nothing here has a foreign key into Attune's schema:
+Attune's migrations must stay free to rebuild their tables.
 """
 
 from __future__ import annotations
@@ -9,8 +12,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime
 from sqlmodel import Field, SQLModel
+
+OWN_SCHEMA = "attuned"
+_IN_OWN_SCHEMA = {"schema": OWN_SCHEMA}
 
 
 def utcnow() -> datetime:
@@ -21,49 +27,43 @@ def _timestamp(**kwargs: Any) -> Any:
     return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kwargs)
 
 
-class PackRecord(SQLModel, table=True):
-    __tablename__ = "pack"
+class ManagedPack(SQLModel, table=True):
+    """A pack attuned registered: the Attune row it wrote (`pack_id`, `version`) and what
+    only attuned knows about it. A row whose `pack_id`/`version` no longer match Attune's
+    pack row is stale (someone else replaced or deleted the pack) and is ignored."""
 
-    id: int | None = Field(default=None, primary_key=True)
-    ref: str = Field(max_length=255, unique=True, index=True)
-    label: str = Field(max_length=255)
-    description: str = ""
+    __tablename__ = "managed_pack"
+    __table_args__ = _IN_OWN_SCHEMA
+
+    ref: str = Field(primary_key=True, max_length=255)
+    pack_id: int = Field(sa_type=BigInteger)
     version: str = Field(max_length=64)
-    digest: str = Field(max_length=64)
-    # `metadata` is taken by SQLModel itself; the column keeps the natural name
-    pack_metadata: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column("metadata", JSON, nullable=False)
-    )
-    conf_schema: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
-    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    digest: str = Field(max_length=64)  # sha256 of the content, "" when unknown
     origin: str = ""  # where it was registered from: a path, or the source's entry
     source: str | None = Field(default=None, max_length=255, index=True)  # None: by hand
     source_revision: str | None = Field(default=None, max_length=255)
-    enabled: bool = True
-    system: bool = False
+    # action ref -> runner_type that named no registered runtime yet: the action was
+    # registered without one (as Attune's loader does) and is linked when a pack adds it
+    pending_runtimes: dict[str, str] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
+    # why Attune's rows of this pack lack something (set when 0004 converted an old database
+    # and could not map every component); the daemon registers such a pack again
+    incomplete: str | None = None
+    # the `pack.config` attuned last wrote: a value an operator changed since is kept
+    written_config: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
     created_at: datetime = _timestamp()
     updated_at: datetime = _timestamp()
 
 
-class ComponentRecord(SQLModel, table=True):
-    __tablename__ = "component"
-    __table_args__ = (UniqueConstraint("kind", "ref", name="uq_component_kind_ref"),)
+class TestRun(SQLModel, table=True):
+    """Every test run, kept whatever became of the pack (the audit trail). `attune_execution_id`
+    is the same run in Attune's `pack_test_execution`, when Attune's table could hold it."""
 
-    id: int | None = Field(default=None, primary_key=True)
-    pack_id: int = Field(
-        sa_column=Column(
-            Integer, ForeignKey("pack.id", ondelete="CASCADE"), nullable=False, index=True
-        )
-    )
-    kind: str = Field(max_length=64)
-    name: str = Field(max_length=255)
-    ref: str = Field(max_length=512, index=True)
-    file: str = ""
-    definition: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-
-
-class TestExecutionRecord(SQLModel, table=True):
-    __tablename__ = "pack_test_execution"
+    __tablename__ = "test_run"
+    __table_args__ = _IN_OWN_SCHEMA
     __test__ = False
 
     id: int | None = Field(default=None, primary_key=True)
@@ -82,6 +82,7 @@ class TestExecutionRecord(SQLModel, table=True):
     gate_reason: str = ""
     outcome: str = Field(default="", max_length=32)  # registered | forced | warned | rolled_back
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    attune_execution_id: int | None = Field(default=None, sa_type=BigInteger)
     execution_time: datetime = _timestamp()
     created_at: datetime = _timestamp()
 
@@ -90,6 +91,7 @@ class PackRevision(SQLModel, table=True):
     """Each activation of a pack version: what was served, from where, when, and why it ended."""
 
     __tablename__ = "pack_revision"
+    __table_args__ = _IN_OWN_SCHEMA
 
     id: int | None = Field(default=None, primary_key=True)
     ref: str = Field(max_length=255, index=True)
@@ -107,6 +109,7 @@ class PackSuspension(SQLModel, table=True):
     """A ref the daemon must leave alone (`attuned suspend`), whatever its sources say."""
 
     __tablename__ = "pack_suspension"
+    __table_args__ = _IN_OWN_SCHEMA
 
     ref: str = Field(primary_key=True, max_length=255)
     reason: str = ""
@@ -117,6 +120,7 @@ class PackArchive(SQLModel, table=True):
     """A pack's files, compressed, keyed by its digest: what followers fetch to serve the pack."""
 
     __tablename__ = "pack_archive"
+    __table_args__ = _IN_OWN_SCHEMA
 
     digest: str = Field(primary_key=True, max_length=64)  # sha256 hex, the pack digest
     size: int  # uncompressed: the sum of the files' sizes

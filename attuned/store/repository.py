@@ -1,200 +1,305 @@
-"""Queries and writes on the attuned tables, each inside a session the caller owns."""
+"""Queries and writes on both layers (Attune's tables and attuned's own), each inside a
+session the caller owns. The rest of attuned speaks of packs here, never of Attune's columns.
+
+A pack is *registered* when Attune's `pack` table has it, whoever put it there; it is
+*managed* when attuned put it there (its `managed_pack` row names that very row). Only
+managed packs have a digest, a source and a place in the pack store.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, delete, select
 
 from attuned.pack.loader import Pack
+from attuned.pack.manifest import Dependency, dependency_from
+from attuned.store.attune import reader, writer
+from attuned.store.attune import tables as t
+from attuned.store.attune.reader import ComponentRow
+from attuned.store.attune.rows import Installation, pack_rows
 from attuned.store.models import (
-    ComponentRecord,
-    PackRecord,
+    ManagedPack,
     PackRevision,
     PackSuspension,
-    TestExecutionRecord,
+    TestRun,
     utcnow,
 )
 from attuned.testing.results import PackTestResult
 
-
-def get_pack(session: Session, ref: str) -> PackRecord | None:
-    return session.exec(select(PackRecord).where(PackRecord.ref == ref)).first()
+# -- reading packs ----------------------------------------------------------------------------
 
 
-def list_packs(session: Session) -> Sequence[PackRecord]:
-    return session.exec(select(PackRecord).order_by(col(PackRecord.ref))).all()
+@dataclass(frozen=True)
+class RegisteredPack:
+    """A pack as Attune's table has it, with attuned's bookkeeping when attuned manages it."""
+
+    id: int
+    ref: str
+    label: str
+    description: str | None
+    version: str
+    digest: str  # "" unless managed
+    origin: str
+    source: str | None  # None: by hand, or not attuned's
+    source_revision: str | None
+    managed: bool
+    system: bool
+    tags: list[str]
+    runtime_deps: list[str]
+    dependencies: list[str]
+    meta: dict[str, Any]
+    conf_schema: dict[str, Any]
+    config: dict[str, Any]
+    storage_path: str | None
+    source_type: str | None
+    source_url: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _managed(session: Session) -> dict[str, ManagedPack]:
+    return {m.ref: m for m in session.exec(select(ManagedPack)).all()}
+
+
+def _is_current(managed: ManagedPack | None, pack_id: int, version: str) -> bool:
+    return managed is not None and managed.pack_id == pack_id and managed.version == version
+
+
+def _registered(row: reader.AttunePack, managed: ManagedPack | None) -> RegisteredPack:
+    mine = managed if _is_current(managed, row.id, row.version) else None
+    return RegisteredPack(
+        id=row.id,
+        ref=row.ref,
+        label=row.label,
+        description=row.description,
+        version=row.version,
+        digest=mine.digest if mine else "",
+        origin=mine.origin if mine else (row.source_url or ""),
+        source=mine.source if mine else None,
+        source_revision=mine.source_revision if mine else None,
+        managed=mine is not None,
+        system=row.is_standard,
+        tags=list(row.tags or []),
+        runtime_deps=list(row.runtime_deps or []),
+        dependencies=list(row.dependencies or []),
+        meta=dict(row.meta or {}),
+        conf_schema=dict(row.conf_schema or {}),
+        config=dict(row.config or {}),
+        storage_path=row.storage_path,
+        source_type=row.source_type,
+        source_url=row.source_url,
+        created_at=row.created,
+        updated_at=row.updated,
+    )
+
+
+def get_pack(session: Session, ref: str) -> RegisteredPack | None:
+    rows = reader.packs(session.connection(), ref)
+    if not rows:
+        return None
+    return _registered(rows[0], session.get(ManagedPack, ref))
+
+
+def list_packs(session: Session) -> list[RegisteredPack]:
+    managed = _managed(session)
+    return [_registered(row, managed.get(row.ref)) for row in reader.packs(session.connection())]
 
 
 @dataclass(frozen=True)
 class PackHead:
-    """The columns a full pass needs of every pack, without the JSON ones: decoding three
-    JSON columns per pack was a third of a no-op pass over 1,000 packs."""
+    """What a full pass needs of every registered pack: no JSON columns (decoding them was a
+    third of a no-op pass over 1,000 packs)."""
 
     ref: str
     version: str
-    digest: str
+    digest: str  # "" unless managed
     source: str | None
     updated_at: datetime
+    managed: bool
+    incomplete: bool = False  # Attune's rows lack components: register it again
 
 
 def pack_heads(session: Session) -> list[PackHead]:
-    columns = (
-        col(PackRecord.ref),
-        col(PackRecord.version),
-        col(PackRecord.digest),
-        col(PackRecord.source),
-        col(PackRecord.updated_at),
-    )
-    rows = session.connection().execute(sa_select(*columns).order_by(columns[0])).all()
-    return [PackHead(*row) for row in rows]
-
-
-def pack_dependencies(session: Session) -> dict[str, list[Any]]:
-    """Each pack's declared dependencies (the one JSON column the planner needs)."""
-    rows = session.exec(select(PackRecord.ref, PackRecord.pack_metadata)).all()
-    return {ref: list((meta or {}).get("dependencies", [])) for ref, meta in rows}
-
-
-def components_of(session: Session, pack_id: int) -> Sequence[ComponentRecord]:
-    return session.exec(
-        select(ComponentRecord)
-        .where(ComponentRecord.pack_id == pack_id)
-        .order_by(col(ComponentRecord.kind), col(ComponentRecord.ref))
-    ).all()
-
-
-def component_refs(session: Session, refs: set[str]) -> set[str]:
-    if not refs:
-        return set()
-    rows = session.exec(select(ComponentRecord.ref).where(col(ComponentRecord.ref).in_(refs)))
-    return set(rows.all())
-
-
-def executions(
-    session: Session, ref: str, limit: int | None = None
-) -> Sequence[TestExecutionRecord]:
-    query = (
-        select(TestExecutionRecord)
-        .where(TestExecutionRecord.pack_ref == ref)
-        .order_by(
-            col(TestExecutionRecord.execution_time).desc(), col(TestExecutionRecord.id).desc()
+    """Every pack Attune has, managed or not (the planner needs them all: a dependency
+    Attune registered itself still satisfies one of attuned's packs)."""
+    m = ManagedPack.__table__.c  # type: ignore[attr-defined]
+    p = t.pack.c
+    rows = session.connection().execute(
+        sa_select(
+            p.ref,
+            p.version,
+            p.id,
+            p.updated,
+            m.digest,
+            m.source,
+            m.pack_id,
+            m.version,
+            m.incomplete,
         )
+        .select_from(t.pack.outerjoin(ManagedPack.__table__, m.ref == p.ref))  # type: ignore[attr-defined]
+        .order_by(p.ref)
     )
-    if limit is not None:
-        query = query.limit(limit)
-    return session.exec(query).all()
-
-
-def latest_statuses(session: Session) -> dict[str, str]:
-    """The last test status of every pack ref that ever ran tests."""
-    latest: dict[str, str] = {}
-    rows = session.exec(
-        select(TestExecutionRecord.pack_ref, TestExecutionRecord.status).order_by(
-            col(TestExecutionRecord.id)
+    heads = []
+    for ref, version, pack_id, updated, digest, source, managed_id, managed_version, gap in rows:
+        mine = managed_id == pack_id and managed_version == version
+        heads.append(
+            PackHead(
+                ref=ref,
+                version=version,
+                digest=digest if mine else "",
+                source=source if mine else None,
+                updated_at=updated,
+                managed=mine,
+                incomplete=mine and gap is not None,
+            )
         )
-    )
-    for ref, status in rows.all():
-        latest[ref] = status
-    return latest
+    return heads
 
 
-def metadata_of(pack: Pack) -> dict[str, Any]:
-    """What pack.yaml says beyond the dedicated columns, kept as JSON."""
-    manifest = pack.manifest
-    data = manifest.model_dump(
-        mode="json",
-        exclude={
-            "ref",
-            "label",
-            "description",
-            "version",
-            "conf_schema",
-            "config",
-            "enabled",
-            "system",
-        },
-        exclude_none=True,
-    )
-    data["dependencies"] = [d.model_dump() for d in manifest.dependencies]
-    extras = manifest.extras
-    for key in extras:
-        data.pop(key, None)
-    if extras:
-        data["extra"] = extras
-    return data
+def managed_heads(session: Session) -> list[PackHead]:
+    """The packs attuned registered and serves from its store."""
+    return [h for h in pack_heads(session) if h.managed]
+
+
+def parse_dependency(text: str) -> Dependency | None:
+    """A `pack.dependencies` string as a dependency; None for one attuned cannot read."""
+    try:
+        return Dependency.model_validate(dependency_from(text))
+    except ValueError:
+        return None
+
+
+def pack_dependencies(session: Session) -> dict[str, list[Dependency]]:
+    """Each pack's declared dependencies, read back from Attune's `TEXT[]`."""
+    return {
+        ref: [d for d in (parse_dependency(s) for s in strings) if d is not None]
+        for ref, strings in reader.dependency_strings(session.connection()).items()
+    }
 
 
 def dependents(session: Session, ref: str) -> list[str]:
     """Refs of registered packs that declare `ref` as a dependency."""
-    found = []
-    for record in list_packs(session):
-        for dep in record.pack_metadata.get("dependencies", []):
-            if isinstance(dep, dict) and dep.get("ref") == ref:
-                found.append(record.ref)
-    return found
+    return sorted(
+        other
+        for other, deps in pack_dependencies(session).items()
+        if any(d.ref == ref for d in deps)
+    )
+
+
+def component_refs(session: Session, wanted: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Of these trigger and action refs, the ones registered."""
+    return reader.existing_refs(session.connection(), wanted)
+
+
+def components_of(session: Session, pack_id: int) -> list[ComponentRow]:
+    return reader.components_of(session.connection(), pack_id)
+
+
+# -- writing packs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Saved:
+    pack: RegisteredPack
+    report: writer.SyncReport
 
 
 def save_pack(
     session: Session,
     pack: Pack,
+    *,
     origin: str,
+    install: Installation,
     source: str | None = None,
     source_revision: str | None = None,
-) -> PackRecord:
-    """Insert or replace the pack row and all of its components (caller's transaction)."""
-    manifest = pack.manifest
-    record = get_pack(session, pack.ref)
-    if record is None:
-        record = PackRecord(
-            ref=pack.ref, label=manifest.label, version=manifest.version, digest=pack.digest
-        )
-    else:
-        session.exec(delete(ComponentRecord).where(col(ComponentRecord.pack_id) == record.id))
-        record.updated_at = utcnow()
-    record.label = manifest.label
-    record.description = manifest.description
-    record.version = manifest.version
-    record.digest = pack.digest
-    record.pack_metadata = metadata_of(pack)
-    record.conf_schema = manifest.conf_schema.model_dump_raw() if manifest.conf_schema else None
-    record.config = dict(manifest.config)
-    record.origin = origin
-    record.source = source
-    record.source_revision = source_revision
-    record.enabled = manifest.enabled
-    record.system = manifest.system
-    session.add(record)
-    session.flush()
-    assert record.id is not None
-    session.add_all(
-        ComponentRecord(
-            pack_id=record.id,
-            kind=c.kind,
-            name=c.name,
-            ref=c.ref,
-            file=c.file,
-            definition=c.definition,
-        )
-        for c in pack.components
+    force: bool = False,
+) -> Saved:
+    """Write the pack into Attune's tables and record that attuned manages it (caller's
+    transaction). Actions whose runtime was missing so far are linked if this pack adds it."""
+    connection = session.connection()
+    now = utcnow()
+    managed = session.get(ManagedPack, pack.ref)
+    current = reader.pack_id(connection, pack.ref)
+    previous_config = (
+        managed.written_config if managed is not None and managed.pack_id == current else None
     )
+    rows = pack_rows(pack, install, now)
+    report = writer.sync_pack(
+        connection, rows, now=now, written_config=previous_config, force=force
+    )
+    if managed is None:
+        managed = ManagedPack(ref=pack.ref, pack_id=report.pack_id, version=pack.version, digest="")
+        managed.created_at = now
+    managed.pack_id = report.pack_id
+    managed.version = pack.version
+    managed.digest = pack.digest
+    managed.origin = origin
+    managed.source = source
+    managed.source_revision = source_revision
+    managed.pending_runtimes = dict(report.pending_runtimes)
+    managed.incomplete = None
+    managed.written_config = dict(rows.config)
+    managed.updated_at = now
+    session.add(managed)
     session.flush()
-    return record
+    if rows.runtimes:
+        link_pending_runtimes(session)
+    saved = get_pack(session, pack.ref)
+    assert saved is not None
+    return Saved(saved, report)
 
 
-def add_execution(
+def link_pending_runtimes(session: Session) -> list[str]:
+    """Link actions registered without a runtime to the one their runner names, now that a
+    pack provides it (Attune would need them registered again); returns the actions linked."""
+    connection = session.connection()
+    linked = []
+    for managed in session.exec(select(ManagedPack)).all():
+        if not managed.pending_runtimes:
+            continue
+        remaining = {}
+        for action_ref, runner in managed.pending_runtimes.items():
+            found = writer.resolve_runtime(connection, runner)
+            if found is not None and writer.link_action_runtime(connection, action_ref, found[0]):
+                linked.append(action_ref)
+            elif found is None:
+                remaining[action_ref] = runner
+        managed.pending_runtimes = remaining
+        session.add(managed)
+    return linked
+
+
+def delete_pack(session: Session, ref: str) -> None:
+    """Delete the pack from Attune's tables (its components and Attune's test rows go by
+    cascade; attuned's test runs stay) and forget that attuned managed it."""
+    writer.delete_pack(session.connection(), ref)
+    session.exec(delete(ManagedPack).where(col(ManagedPack.ref) == ref))
+
+
+def add_test_run(
     session: Session,
     result: PackTestResult,
     *,
     trigger_type: str,
     outcome: str,
     pack_digest: str = "",
-) -> TestExecutionRecord:
-    record = TestExecutionRecord(
+) -> TestRun:
+    """Record a run in attuned's history and, when Attune's table can hold it (the pack has a
+    row: not a first registration that was rolled back), in Attune's `pack_test_execution`."""
+    connection = session.connection()
+    pack_id = reader.pack_id(connection, result.pack_ref)
+    attune_id = (
+        writer.add_test_execution(connection, pack_id, result, trigger_type)
+        if pack_id is not None
+        else None
+    )
+    record = TestRun(
         pack_ref=result.pack_ref,
         pack_version=result.pack_version,
         pack_digest=pack_digest,
@@ -210,6 +315,7 @@ def add_execution(
         gate_reason=result.gate.reason,
         outcome=outcome,
         result=result.model_dump(mode="json"),
+        attune_execution_id=attune_id,
         execution_time=result.execution_time,
     )
     session.add(record)
@@ -217,9 +323,38 @@ def add_execution(
     return record
 
 
-def delete_pack(session: Session, record: PackRecord) -> None:
-    """Delete the pack; its components go by ON DELETE CASCADE, executions stay."""
-    session.exec(delete(PackRecord).where(col(PackRecord.id) == record.id))
+# -- test history ----------------------------------------------------------------------------
+
+
+def executions(session: Session, ref: str, limit: int | None = None) -> Sequence[TestRun]:
+    query = (
+        select(TestRun)
+        .where(TestRun.pack_ref == ref)
+        .order_by(col(TestRun.execution_time).desc(), col(TestRun.id).desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return session.exec(query).all()
+
+
+def latest_executions(session: Session) -> dict[str, TestRun]:
+    """The newest test run of every pack ref."""
+    latest: dict[str, TestRun] = {}
+    for row in session.exec(select(TestRun).order_by(col(TestRun.id))):
+        latest[row.pack_ref] = row
+    return latest
+
+
+def latest_statuses(session: Session) -> dict[str, str]:
+    """The last test status of every pack ref that ever ran tests."""
+    latest: dict[str, str] = {}
+    rows = session.exec(select(TestRun.pack_ref, TestRun.status).order_by(col(TestRun.id)))
+    for ref, status in rows.all():
+        latest[ref] = status
+    return latest
+
+
+# -- activations -------------------------------------------------------------------------
 
 
 def close_revision(session: Session, ref: str, reason: str) -> None:
@@ -234,15 +369,15 @@ def close_revision(session: Session, ref: str, reason: str) -> None:
         session.add(revision)
 
 
-def record_activation(session: Session, record: PackRecord, reason: str) -> PackRevision:
+def record_activation(session: Session, pack: RegisteredPack, reason: str) -> PackRevision:
     """Close the previous revision of the pack and open one for what is now served."""
-    close_revision(session, record.ref, "replaced")
+    close_revision(session, pack.ref, "replaced")
     revision = PackRevision(
-        ref=record.ref,
-        version=record.version,
-        digest=record.digest,
-        source=record.source,
-        source_revision=record.source_revision,
+        ref=pack.ref,
+        version=pack.version,
+        digest=pack.digest,
+        source=pack.source,
+        source_revision=pack.source_revision,
         reason=reason,
     )
     session.add(revision)
@@ -254,6 +389,15 @@ def revisions(session: Session, ref: str) -> Sequence[PackRevision]:
     return session.exec(
         select(PackRevision).where(PackRevision.ref == ref).order_by(col(PackRevision.id).desc())
     ).all()
+
+
+def open_revisions(session: Session) -> dict[str, PackRevision]:
+    """The revision currently served for each ref."""
+    rows = session.exec(select(PackRevision).where(col(PackRevision.deactivated_at).is_(None)))
+    return {r.ref: r for r in rows.all()}
+
+
+# -- suspensions -------------------------------------------------------------------------
 
 
 def suspended_refs(session: Session) -> dict[str, PackSuspension]:
@@ -277,15 +421,6 @@ def resume(session: Session, ref: str) -> bool:
     return True
 
 
-def latest_executions(session: Session) -> dict[str, TestExecutionRecord]:
-    """The newest test execution of every pack ref."""
-    latest: dict[str, TestExecutionRecord] = {}
-    for row in session.exec(select(TestExecutionRecord).order_by(col(TestExecutionRecord.id))):
-        latest[row.pack_ref] = row
-    return latest
-
-
-def open_revisions(session: Session) -> dict[str, PackRevision]:
-    """The revision currently served for each ref."""
-    rows = session.exec(select(PackRevision).where(col(PackRevision.deactivated_at).is_(None)))
-    return {r.ref: r for r in rows.all()}
+def storage_path(packs_dir: Path, ref: str) -> str:
+    """`pack.storage_path`: the served path (the store's link), where Attune's workers look."""
+    return str(packs_dir.absolute() / ref)

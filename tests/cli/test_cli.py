@@ -132,7 +132,7 @@ def test_show_history_unregister(cli: Cli) -> None:
     cli("register", EXAMPLES / "hello")
     cli("register", EXAMPLES / "welcome")
     shown = cli.json("show", "hello")
-    assert [c["ref"] for c in shown["components"]] == ["hello.greet", "hello.arrived"]
+    assert [c["ref"] for c in shown["components"]] == ["hello.arrived", "hello.greet"]
     assert shown["latest_test"]["status"] == "passed"
     human = cli("show", "hello").stdout
     assert "hello 1.0.0" in human and "action" in human and "tests: passed, 3/3 passed" in human
@@ -159,8 +159,8 @@ def test_validate_and_test_touch_no_database(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_db_upgrade_and_current(cli: Cli) -> None:
-    assert cli.json("db", "upgrade") == {"revision": "0003"}
-    assert cli("db", "current").stdout.strip() == "schema revision: 0003"
+    assert cli.json("db", "upgrade") == {"revision": "0004"}
+    assert cli("db", "current").stdout.strip() == "schema revision: 0004"
 
 
 def test_help_documents_exit_codes() -> None:

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from attuned.cluster.archives import announce, store_archive
 from attuned.registry import Registry
-from attuned.store.models import PackRecord
+from attuned.store.repository import RegisteredPack
 
 MAX_BYTES = 64 * 1024 * 1024
 
 
-def publish(registry: Registry, path: Path) -> PackRecord:
+def publish(registry: Registry, path: Path) -> RegisteredPack:
     """Register as the leader does, then store the archive and announce.
 
     Once `Registry._commit` stores the archive itself, `store_archive` here finds it and

@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, update
 
 from attuned.cluster.archives import (
     ArchiveRejected,
@@ -24,14 +24,19 @@ from attuned.pack.content import digest, list_files
 from attuned.reconcile.archive import ArchiveLimits
 from attuned.registry import Registry
 from attuned.store.database import Database
+from attuned.store.models import PackArchive
 from attuned.store.packstore import PackStore
 from tests.cluster.archive_helpers import MAX_BYTES, publish, tree
 from tests.conftest import PackFactory, write
 
+ARCHIVES = PackArchive.__table__  # type: ignore[attr-defined]
+
 
 @pytest.fixture
 def pack_dir(make_pack: PackFactory) -> Path:
-    root = make_pack("tools", files={"actions/run.yaml": "name: run\n", "README.md": "tools\n"})
+    root = make_pack(
+        "tools", files={"actions/run.yaml": "ref: tools.run\n", "README.md": "tools\n"}
+    )
     write(root / "actions/run.sh", "#!/bin/sh\necho run\n", executable=True)
     (root / "lib").mkdir()
     (root / "lib/blob.bin").write_bytes(bytes(range(256)) * 40)
@@ -135,7 +140,7 @@ def test_store_is_content_addressed_and_load_returns_the_bytes(
         assert store_archive(session, pack_dir, key, max_bytes=MAX_BYTES) is False
     with database.read() as session:
         row = session.execute(
-            text("SELECT size, compressed_size FROM pack_archive WHERE digest = :d"), {"d": key}
+            select(ARCHIVES.c.size, ARCHIVES.c.compressed_size).where(ARCHIVES.c.digest == key)
         ).one()
         assert load_archive(session, key) == pack_archive(pack_dir)
         assert load_archive(session, "0" * 64) is None
@@ -186,8 +191,7 @@ def test_unpack_verified_rebuilds_the_identical_tree(pack_dir: Path, tmp_path: P
 def _set_archive(database: Database, key: str, data: bytes) -> None:
     with database.write() as session:
         updated = session.execute(
-            text("UPDATE pack_archive SET data = :data WHERE digest = :d"),
-            {"data": data, "d": key},
+            update(ARCHIVES).where(ARCHIVES.c.digest == key).values(data=data)
         )
         assert updated.rowcount == 1  # type: ignore[attr-defined]
 

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import delete, select, update
 
 from attuned.cluster.archives import announce
 from attuned.cluster.follower import Follower
 from attuned.registry import Registry
 from attuned.store.database import Database
+from attuned.store.models import PackArchive
 from attuned.store.packstore import PackStore, version_dirname
 from tests.cluster.archive_helpers import publish, tree
 from tests.conftest import EXAMPLES, POSTGRES_ENV, PackFactory, write
@@ -24,6 +25,8 @@ from tests.conftest import EXAMPLES, POSTGRES_ENV, PackFactory, write
 needs_postgres = pytest.mark.skipif(
     not os.environ.get(POSTGRES_ENV), reason=f"LISTEN/NOTIFY needs {POSTGRES_ENV}"
 )
+
+ARCHIVES = PackArchive.__table__  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -142,7 +145,7 @@ def test_a_rollback_to_a_kept_version_needs_no_download(
 
     leader.register(tools_pack(make_pack, "1.0.0", "one"), skip_tests=True, replace=True)
     with database.write() as session:  # no archive to fetch: only the kept copy can serve
-        session.execute(text("DELETE FROM pack_archive"))
+        session.execute(delete(ARCHIVES))
     result = follower.sync_once()
     assert (result.activated, result.complete) == (["tools"], True)
     served = follower.store.active_dir("tools")
@@ -156,7 +159,7 @@ def test_a_missing_archive_is_reported_and_retried(
 ) -> None:
     registered = leader.register(tools_pack(make_pack, "1.0.0", "one"), skip_tests=True).pack
     with database.write() as session:  # whether or not the registry stored one: gone now
-        session.execute(text("DELETE FROM pack_archive"))
+        session.execute(delete(ARCHIVES))
 
     result = follower.sync_once()
     assert (result.activated, result.missing, result.errors) == ([], ["tools"], [])
@@ -179,12 +182,11 @@ def test_a_tampered_archive_is_an_error_and_the_old_version_stays_served(
     new = publish(leader, tools_pack(make_pack, "1.1.0", "two"))
     with database.write() as session:  # a real UPDATE of the stored bytes
         data = session.execute(
-            text("SELECT data FROM pack_archive WHERE digest = :d"), {"d": new.digest}
+            select(ARCHIVES.c.data).where(ARCHIVES.c.digest == new.digest)
         ).scalar_one()
         flipped = bytes(data[:-40]) + bytes([data[-40] ^ 0xFF]) + bytes(data[-39:])
         session.execute(
-            text("UPDATE pack_archive SET data = :data WHERE digest = :d"),
-            {"data": flipped, "d": new.digest},
+            update(ARCHIVES).where(ARCHIVES.c.digest == new.digest).values(data=flipped)
         )
 
     result = follower.sync_once()

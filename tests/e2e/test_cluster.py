@@ -116,10 +116,16 @@ def test_kill_leader_mid_test_run_new_leader_finishes_once(
     print(f"\ntakeover after kill -9 of the leader: {takeover:.2f} s")
     for daemon in survivors:
         daemon.wait_pack("hello", "active", "1.0.0", timeout=30)
-    assert query(db_url, "SELECT count(*) FROM pack WHERE ref = 'hello'") == [(1,)]
-    assert query(db_url, "SELECT count(*) FROM pack_revision WHERE ref = 'hello'") == [(1,)]
-    runs = query(db_url, "SELECT outcome FROM pack_test_execution WHERE pack_ref = 'hello'")
+    assert query(db_url, "SELECT count(*) FROM attune.pack WHERE ref = 'hello'") == [(1,)]
+    assert query(db_url, "SELECT count(*) FROM attuned.pack_revision WHERE ref = 'hello'") == [(1,)]
+    runs = query(db_url, "SELECT outcome FROM attuned.test_run WHERE pack_ref = 'hello'")
     assert runs == [("registered",)]  # the killed run never committed; the new one did, once
+    # and Attune sees that one run, through its own view
+    latest = query(
+        db_url,
+        "SELECT pack_ref, trigger_reason, passed, total_tests FROM attune.pack_latest_test",
+    )
+    assert latest == [("hello", "install", 1, 1)]  # its slow test: one case
     assert new_leader.events("cluster.leader.elected")
 
 

@@ -23,8 +23,9 @@ from attuned import faults
 from attuned.config import load_config
 from attuned.pack.content import digest, list_files
 from attuned.pack.loader import load_pack
+from attuned.store import repository
 from attuned.store.database import Database
-from attuned.store.models import PackRecord, PackRevision, TestExecutionRecord
+from attuned.store.models import PackRevision, TestRun
 
 ITERATIONS = int(os.environ.get("ATTUNED_CRASH_ITERATIONS", "100"))
 REFS = [f"pack{i}" for i in range(5)]
@@ -69,7 +70,7 @@ def write_pack(folder: Path, ref: str, version: str, passing: bool, salt: int) -
     (staging / "tests/run.sh").write_text(PASSING if passing else FAILING)
     for n in range(6):  # enough files for mid_copy to land between two of them
         (staging / "actions" / f"a{n}.yaml").write_text(
-            f"name: a{n}\nrunner_type: shell\n# {salt}\n"
+            f"ref: {ref}.a{n}\nrunner_type: shell\n# {salt}\n"
         )
     target = folder / ref
     if target.exists():
@@ -144,9 +145,9 @@ def check_invariants(config_path: Path, expected: dict[str, str], where: str) ->
     database = Database(config.database_url)
     try:
         with database.read() as session:
-            packs = {p.ref: p.digest for p in session.exec(select(PackRecord)).all()}
+            packs = {p.ref: p.digest for p in repository.managed_heads(session)}
             revisions = Counter((r.ref, r.digest) for r in session.exec(select(PackRevision)))
-            runs = session.exec(select(TestExecutionRecord)).all()
+            runs = session.exec(select(TestRun)).all()
     finally:
         database.dispose()
     # the final state equals the desired state

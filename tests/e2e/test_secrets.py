@@ -104,15 +104,17 @@ def test_no_secret_in_logs_status_metrics_or_database(
 
 
 def dump_database(url: str) -> str:
-    """Every text and JSON value in every attuned table (bytea skipped: pack archives)."""
+    """Every text and JSON value in every table attuned writes, Attune's and its own
+    (bytea skipped: pack archives)."""
     libpq = url.replace("postgresql+psycopg://", "postgresql://")
     lines = []
     with psycopg.connect(libpq) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        ]
-        for table in tables:
-            for row in conn.execute(f'SELECT * FROM "{table}"'):  # noqa: S608 - our own tables
+        tables = conn.execute(
+            "SELECT schemaname, tablename FROM pg_tables "
+            "WHERE schemaname IN ('attune', 'attuned', 'public')"
+        ).fetchall()
+        assert {s for s, _ in tables} >= {"attune", "attuned"}
+        for schema, table in tables:
+            for row in conn.execute(f'SELECT * FROM "{schema}"."{table}"'):  # noqa: S608
                 lines.extend(str(v) for v in row if not isinstance(v, bytes | memoryview))
     return "\n".join(lines)

@@ -111,7 +111,9 @@ def test_watchdog_pings_stop_while_the_loop_is_stuck(
     daemon = notified_daemon(daemon_factory, notify)
     notify.wait_for("READY")
     with psycopg.connect(db_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        conn.execute("LOCK TABLE pack IN ACCESS EXCLUSIVE MODE")  # the next pass blocks on it
+        conn.execute(
+            "LOCK TABLE attune.pack IN ACCESS EXCLUSIVE MODE"
+        )  # the next pass blocks on it
         daemon.signal(signal.SIGUSR1)
         time.sleep(0.6)  # the pass starts, reads, and hangs
         quiet_from = time.monotonic()

@@ -18,8 +18,9 @@ from attuned.reconcile import facts
 from attuned.reconcile.apply import classify
 from attuned.reconcile.model import FailureKind
 from attuned.registry import EnvironmentNotReady, Outcome, Registry, TestsRolledBack
+from attuned.store import repository
 from attuned.store.database import Database
-from attuned.store.models import PackRecord, TestExecutionRecord
+from attuned.store.models import TestRun
 from attuned.store.packstore import PackStore
 from attuned.testing import TestExecutor
 from attuned.testing.settings import ExecutorSettings
@@ -54,14 +55,14 @@ def make_registry(
     )
 
 
-def executions(registry: Registry) -> list[TestExecutionRecord]:
+def executions(registry: Registry) -> list[TestRun]:
     with registry.db.read() as session:
-        return list(session.exec(select(TestExecutionRecord).order_by(TestExecutionRecord.id)))
+        return list(session.exec(select(TestRun).order_by(TestRun.id)))
 
 
 def registered(registry: Registry) -> list[str]:
     with registry.db.read() as session:
-        return [p.ref for p in session.exec(select(PackRecord))]
+        return [p.ref for p in repository.list_packs(session)]
 
 
 def test_a_pack_with_dependencies_registers(

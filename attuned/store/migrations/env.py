@@ -1,12 +1,18 @@
-"""Alembic environment: runs on the connection attuned hands over (never its own URL parsing)."""
+"""Alembic environment: runs on the connection attuned hands over (never its own URL parsing).
+
+The version table lives in attuned's own schema (`attuned`; SQLite has none), beside the
+tables it versions; Attune's tables are not alembic's business.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from alembic import context
 from sqlalchemy import create_engine
 from sqlmodel import SQLModel
 
-from attuned.store import models  # noqa: F401 - registers the tables on SQLModel.metadata
+from attuned.store import models
 
 target_metadata = SQLModel.metadata
 config = context.config
@@ -22,12 +28,23 @@ def run() -> None:
     _run_on(connection)
 
 
-def _run_on(connection: object) -> None:
+def _include(obj: Any, _name: str | None, kind: str, _reflected: bool, _compare: Any) -> bool:
+    """Compare only attuned's own tables (Attune's and the legacy ones are not ours)."""
+    if kind == "table":
+        return bool(getattr(obj, "schema", None) in (models.OWN_SCHEMA, None))
+    return True
+
+
+def _run_on(connection: Any) -> None:
+    own_schema = config.attributes.get("own_schema", models.OWN_SCHEMA)
     context.configure(
-        connection=connection,  # type: ignore[arg-type]
+        connection=connection,
         target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]
+        render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        version_table_schema=own_schema,
+        include_schemas=own_schema is not None,
+        include_object=_include,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -192,18 +192,21 @@ def test_an_unchanged_commit_is_not_fetched_or_exported_again(
 def test_only_the_packs_a_commit_changed_are_exported(
     repo: PackRepo, http: SmartHttpServer, make_source: SourceFactory, store: SnapshotStore
 ) -> None:
-    publish(repo, "three packs", pack("a") | pack("b") | pack("c"))
+    publish(repo, "three packs", pack("alpha") | pack("bravo") | pack("charlie"))
     source = make_source(http.url(repo.name))
     first = {c.ref: c for c in source.scan().candidates}
     hashed = store.bytes_hashed
-    publish(repo, "b 2.0.0", pack("b", "2.0.0"))
+    publish(repo, "bravo 2.0.0", pack("bravo", "2.0.0"))
     result = source.scan()
     assert result.stats["exported"] == 1 and result.stats["unchanged"] == 2
     assert result.stats["snapshots_made"] == 1
     after = {c.ref: c for c in result.candidates}
-    assert after["a"].digest == first["a"].digest and after["a"].snapshot == first["a"].snapshot
-    assert after["a"].source_revision == result.revision != first["a"].source_revision
-    assert after["b"].version == "2.0.0"
+    assert (
+        after["alpha"].digest == first["alpha"].digest
+        and after["alpha"].snapshot == first["alpha"].snapshot
+    )
+    assert after["alpha"].source_revision == result.revision != first["alpha"].source_revision
+    assert after["bravo"].version == "2.0.0"
     assert store.bytes_hashed > hashed  # only b was read: its copy is verified too
 
 
@@ -374,21 +377,25 @@ def test_a_path_without_packs_is_an_error_not_an_empty_source(
 def test_one_broken_pack_among_several(
     repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory
 ) -> None:
-    publish(repo, "three packs", pack("a") | pack("b") | pack("c"))
+    publish(repo, "three packs", pack("alpha") | pack("bravo") | pack("charlie"))
     source = make_source(daemon.url(repo.name))
-    assert versions(source.scan()) == {"a": "1.0.0", "b": "1.0.0", "c": "1.0.0"}
-    repo.commit("break b", {"packs/b/pack.yaml": "ref: b\nversion: 1.1\nlabel: [\n"})
-    publish(repo, "a 1.1.0", pack("a", "1.1.0"))
+    assert versions(source.scan()) == {"alpha": "1.0.0", "bravo": "1.0.0", "charlie": "1.0.0"}
+    repo.commit("break bravo", {"packs/bravo/pack.yaml": "ref: bravo\nversion: 1.1\nlabel: [\n"})
+    publish(repo, "alpha 1.1.0", pack("alpha", "1.1.0"))
     result = source.scan()
     assert result.state.readable
-    assert versions(result) == {"a": "1.1.0", "c": "1.0.0"}
+    assert versions(result) == {"alpha": "1.1.0", "charlie": "1.0.0"}
     [broken] = result.invalid
-    assert broken.entry == "packs/b" and broken.source == "origin"
-    assert broken.ref_hint == "b"
-    assert broken.problems and all(p.startswith("packs/b/pack.yaml") for p in broken.problems)
-    publish(repo, "fix b", pack("b", "1.1.0"))
+    assert broken.entry == "packs/bravo" and broken.source == "origin"
+    assert broken.ref_hint == "bravo"
+    assert broken.problems and all(p.startswith("packs/bravo/pack.yaml") for p in broken.problems)
+    publish(repo, "fix bravo", pack("bravo", "1.1.0"))
     fixed = source.scan()
-    assert fixed.invalid == () and versions(fixed) == {"a": "1.1.0", "b": "1.1.0", "c": "1.0.0"}
+    assert fixed.invalid == () and versions(fixed) == {
+        "alpha": "1.1.0",
+        "bravo": "1.1.0",
+        "charlie": "1.0.0",
+    }
 
 
 # --- history rewrites and failures -------------------------------------------------------
