@@ -65,6 +65,7 @@ class Outcome(StrEnum):
     # the tests could not run: a runtime is missing, or the Python environment could not be
     # built. Nothing registered; unlike a rollback, not remembered across a restart
     ENVIRONMENT_FAILED = "environment_failed"
+    TESTED = "tested"  # `attuned test --pack`: the served version tested again, nothing changed
 
 
 def _nothing(*_args: Any) -> None:
@@ -511,6 +512,21 @@ class Registry:
         """Run a pack's tests without storing anything (`attuned test`)."""
         pack = load_pack(path)
         return self.tester.run(pack.path, pack.manifest, cancel=cancel).result
+
+    def test_served(self, ref: str, cancel: threading.Event | None = None) -> PackTestResult:
+        """Test the version attuned serves of `ref` again and record the run, in Attune's
+        table too (trigger `manual`), as Attune's test route does; changes nothing else."""
+        with self.db.read() as session:
+            registered = repository.get_pack(session, ref)
+        served = self.store.active_dir(ref)
+        if registered is None or not registered.managed or served is None:
+            why = "is not registered" if registered is None else "is not served by attuned"
+            raise ValidationFailed([Problem(None, f"pack {ref!r} {why}")])
+        pack = load_pack(served)
+        log.info(Event.PACK_TEST_STARTED, pack=ref, version=pack.version, trigger="manual")
+        result = self.tester.run(served, pack.manifest, cancel=cancel).result
+        self._record_only(result, Trigger.MANUAL, Outcome.TESTED, pack.digest)
+        return result
 
 
 def stored_pack_dirs(store: PackStore, snapshots_dir: Path | None) -> list[Path]:

@@ -1,33 +1,46 @@
-"""attuned test PATH: run a pack's tests and store nothing."""
+"""attuned test PATH: run a pack's tests and store nothing; attuned test --pack REF: test the
+served version of a registered pack again and record the run (Attune's `manual` trigger)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from attuned.cli.common import add_common, config_of, print_json
+from attuned.cli.common import add_common, config_of, open_registry, print_json
 from attuned.cli.summary import render_result
 from attuned.errors import TestsFailed
 from attuned.pack.loader import load_pack
 from attuned.registry import tester_for
+from attuned.testing.results import PackTestResult
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("test", help="run a pack's tests without registering anything")
-    parser.add_argument("path", type=Path)
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("path", type=Path, nargs="?", help="a pack directory (nothing stored)")
+    target.add_argument(
+        "--pack", metavar="REF", help="the served version of a registered pack (run recorded)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
     add_common(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    pack = load_pack(args.path)
-    config = config_of(args)
-    result = tester_for(config).run(pack.path, pack.manifest).result
+    result: PackTestResult
+    if args.pack:
+        with open_registry(args) as registry:
+            result = registry.test_served(args.pack)
+        ref = args.pack
+    else:
+        assert args.path is not None  # argparse: one of the two is required
+        pack = load_pack(args.path)
+        result = tester_for(config_of(args)).run(pack.path, pack.manifest).result
+        ref = pack.ref
     if args.json:
         print_json(result.model_dump(mode="json"))
     else:
         print(render_result(result, verbose=args.verbose))
     if result.gate.blocks:
-        raise TestsFailed(f"tests of {pack.ref} did not pass: {result.gate.reason}")
+        raise TestsFailed(f"tests of {ref} did not pass: {result.gate.reason}")
     return 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLES, PackFactory
+from tests.conftest import EXAMPLES, POSTGRES_ENV, PackFactory
 
 
 class Cli:
@@ -156,6 +156,31 @@ def test_validate_and_test_touch_no_database(cli: Cli, tmp_path: Path) -> None:
     assert result["status"] == "passed"
     assert cli.json("test", EXAMPLES / "failing", code=4)["status"] == "failed"
     assert cli.json("packs") == []
+
+
+def test_test_pack_tests_the_served_version_again_and_records_it(cli: Cli) -> None:
+    cli("register", EXAMPLES / "hello")
+    assert cli.json("test", "--pack", "hello")["status"] == "passed"
+    runs = cli.json("history", "hello")
+    assert [(r["trigger_type"], r["outcome"]) for r in runs] == [
+        ("manual", "tested"),
+        ("register", "registered"),
+    ]
+    assert all(r["attune_execution_id"] is not None for r in runs)  # Attune's table too
+    refused = cli("test", "--pack", "ghost", code=2)
+    assert refused.stderr.strip() == "error: pack 'ghost' is not registered"
+    assert "one of the arguments" in cli("test", code=2).stderr
+
+
+@pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=f"needs {POSTGRES_ENV}")
+def test_a_postgres_database_without_attunes_schema_is_refused_with_the_fix(
+    tmp_path: Path, empty_postgres_url: str
+) -> None:
+    cli = Cli(tmp_path, empty_postgres_url)
+    refused = cli("packs", code=1)
+    assert "has no Attune schema" in refused.stderr
+    assert "database.create_attune_tables: true" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_db_upgrade_and_current(cli: Cli) -> None:
