@@ -52,6 +52,22 @@ def apply_schema(url: str) -> None:
     assert done.returncode == 0, f"apply.sh failed: {done.stdout}{done.stderr}"
 
 
+def run_migrations(url: str) -> None:
+    """Apply Attune's migrations to the existing database of `url`, in place (as apply.sh
+    does after recreating it): for a database others are connected to."""
+    folder = schema_dir()
+    assert folder is not None, MISSING_REASON
+    parsed = make_url(url)
+    env = {**os.environ, **({"PGPASSWORD": parsed.password} if parsed.password else {})}
+    env["PGOPTIONS"] = "--client-min-messages=warning"
+    for migration in sorted((folder / "migrations").glob("*.sql")):
+        args = ["psql", "-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432)]
+        args += ["-U", parsed.username or "postgres", "-d", str(parsed.database)]
+        args += ["-v", "ON_ERROR_STOP=1", "-q", "-f", str(migration)]
+        done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, f"{migration.name} failed: {done.stderr}"
+
+
 def create_database(server_url: str, name: str, *, template: str | None = None) -> str:
     """CREATE DATABASE `name` on the server of `server_url` (from `template` when given);
     its SQLAlchemy URL."""

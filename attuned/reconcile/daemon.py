@@ -300,6 +300,7 @@ class Daemon:
                 self._write_status()
         except Exception as exc:  # the database is unreachable: followers degrade and retry
             self._degraded(exc)
+            self._write_status()  # the reason must show while it lasts, not only at the end
             self.requests.wake.wait(timeout=self._tick)
         _full, _changed, reload = self.requests.take()  # followers do not reconcile
         if reload:

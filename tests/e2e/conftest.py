@@ -52,7 +52,8 @@ class DaemonProcess:
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config))
 
-    def start(self) -> DaemonProcess:
+    def start(self, *, first_pass: bool = True) -> DaemonProcess:
+        """Start the daemon; unless `first_pass` is False, wait for its first pass."""
         self.write_config()
         env = {k: v for k, v in os.environ.items() if k != "ATTUNED_CONFIG"} | self.env
         with self.log_path.open("ab") as log:
@@ -64,6 +65,8 @@ class DaemonProcess:
                 env=env,
                 preexec_fn=self.preexec,
             )
+        if not first_pass:
+            return self
         self.wait_for(
             lambda s: (
                 s["daemon"]["pid"] == self.pid

@@ -115,6 +115,6 @@ def dump_database(url: str) -> str:
         ).fetchall()
         assert {s for s, _ in tables} >= {"attune", "attuned"}
         for schema, table in tables:
-            for row in conn.execute(f'SELECT * FROM "{schema}"."{table}"'):  # noqa: S608
+            for row in conn.execute(f'SELECT * FROM "{schema}"."{table}"'):
                 lines.extend(str(v) for v in row if not isinstance(v, bytes | memoryview))
     return "\n".join(lines)
