@@ -164,7 +164,7 @@ class Follower:
         try:
             heard = bool(list(listener.notifies(timeout=timeout, stop_after=1)))
             if heard:
-                list(listener.notifies(timeout=0))  # drain: one sync answers them all
+                _drain(listener)
             return heard
         except psycopg.Error:  # reconnect now: True at once if that works, else wait it out
             self._drop_listener()
@@ -204,3 +204,12 @@ class Follower:
 
 def _first_line(exc: BaseException) -> str:
     return next(iter(str(exc).splitlines()), type(exc).__name__)
+
+
+def _drain(listener: psycopg.Connection[Any], quiet: float = 0.05, cap: float = 0.5) -> None:
+    """Swallow the rest of a burst, so that one sync answers it all: notifications of
+    commits made together reach the listener over a few milliseconds, not at once (one
+    announced just after a drain that took only what had arrived woke a second sync)."""
+    until = time.monotonic() + cap
+    while time.monotonic() < until and list(listener.notifies(timeout=quiet)):
+        pass
