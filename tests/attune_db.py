@@ -45,7 +45,8 @@ def apply_schema(url: str) -> None:
     folder = schema_dir()
     assert folder is not None, MISSING_REASON
     parsed = make_url(url)
-    args = [str(folder / "apply.sh"), str(parsed.database), "-h", parsed.host or "127.0.0.1"]
+    args = ["bash", str(folder / "apply.sh"), str(parsed.database)]
+    args += ["-h", parsed.host or "127.0.0.1"]
     args += ["-p", str(parsed.port or 5432), "-U", parsed.username or "postgres"]
     env = {**os.environ, **({"PGPASSWORD": parsed.password} if parsed.password else {})}
     done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
