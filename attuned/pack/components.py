@@ -387,7 +387,8 @@ class _Loader:
                 path, f"{spec.workflow_file!r} does not exist in the pack", ("workflow_file",)
             )
             return
-        workflow = self.read_workflow(target)
+        workflow, problems = self.read_workflow(target)
+        self.problems.extend(problems)  # the action would be registered broken: refuse
         if workflow is None:
             return
         wf_spec, wf_data = workflow
@@ -425,7 +426,15 @@ class _Loader:
     def load_workflow(self, path: Path) -> None:
         """A standalone workflow: its ref defaults to `<pack>.<file name>` (without a
         `.workflow` suffix), its label to the file name (Attune's registrar)."""
-        workflow = self.read_workflow(path)
+        workflow, problems = self.read_workflow(path)
+        # Attune's workflow sync skips a standalone file its parser refuses and registers
+        # the rest of the pack (even its own core pack has one): warn, as loudly as a problem
+        self.warnings.extend(
+            Problem(
+                p.file, f"not registered (Attune's parser refuses it): {p.message}", p.line, p.field
+            )
+            for p in problems
+        )
         if workflow is None:
             return
         spec, data = workflow
@@ -457,20 +466,25 @@ class _Loader:
             )
         )
 
-    def read_workflow(self, path: Path) -> tuple[WorkflowSpec, dict[str, Any]] | None:
+    def read_workflow(
+        self, path: Path
+    ) -> tuple[tuple[WorkflowSpec, dict[str, Any]] | None, list[Problem]]:
+        """The workflow, or None and why Attune's parser would refuse it."""
+        before = len(self.problems)
         data = self.read(path)
+        problems = self.problems[before:]
+        del self.problems[before:]
         if data is None:
-            return None
+            return None, problems
         try:
             spec = WorkflowSpec.model_validate(data)
         except ValidationError as exc:
-            self.problems.extend(problems_from(exc, path))
-            return None
-        bad = task_problems(spec.tasks)
-        for where, message in bad:
+            return None, problems_from(exc, path)
+        lines = line_map(path)
+        for where, message in task_problems(spec.tasks):
             loc = tuple(int(part) if part.isdigit() else part for part in where.split("."))
-            self.problem(path, message, loc)
-        return None if bad else (spec, data)
+            problems.append(Problem(path, message, locate(lines, loc), ".".join(map(str, loc))))
+        return (None if problems else (spec, data)), problems
 
     # -- the pack as a whole ---------------------------------------------------------------
 

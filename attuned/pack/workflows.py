@@ -67,6 +67,17 @@ def task_problems(tasks: list[dict[str, Any]], where: str = "tasks") -> list[tup
                 problems.append((f"{at}.tasks", f"parallel task {name!r} needs its tasks"))
             else:
                 problems.extend(task_problems(sub, f"{at}.tasks"))
+        wrong = [
+            key
+            for key, _ in _LEGACY
+            if task.get(key) is not None and not isinstance(task[key], str)
+        ]
+        for key in wrong:  # Attune's parser reads one task name there
+            problems.append(
+                (f"{at}.{key}", "must be one task name; put conditional transitions in `next`")
+            )
+        if wrong:
+            continue
         for target in _targets(task):
             if target not in names:
                 problems.append((f"{at}", f"task {name!r} goes to {target!r}, which is no task"))

@@ -217,14 +217,43 @@ def test_a_sensor_naming_a_trigger_nobody_defines(make_pack: PackFactory) -> Non
             ":3: tasks.0:",
             "goes to 'b', which is no task",
         ),
+        (
+            "version: '1'\ntasks:\n  - name: a\n    action: hello.x\n    on_success: [{do: a}]\n",
+            ":5: tasks.0.on_success:",
+            "must be one task name",
+        ),
     ],
 )
-def test_workflows_attunes_parser_refuses(
+def test_a_linked_workflow_attunes_parser_refuses_fails_the_pack(
     make_pack: PackFactory, workflow: str, where: str, what: str
 ) -> None:
-    path = make_pack(files={"workflows/w.yaml": workflow})
+    """The action would be registered without its graph: the registration is refused."""
+    path = make_pack(
+        files={
+            "actions/w.yaml": "ref: hello.w\nworkflow_file: workflows/w.yaml\n",
+            "actions/workflows/w.yaml": workflow,
+        }
+    )
     [problem] = problems_of(path)
-    assert f"workflows/w.yaml{where}" in problem and what in problem, problem
+    assert f"actions/workflows/w.yaml{where}" in problem and what in problem, problem
+
+
+def test_a_standalone_workflow_attunes_parser_refuses_is_skipped_with_a_warning(
+    make_pack: PackFactory,
+) -> None:
+    """As Attune's workflow sync does (its own core pack ships such a file): the rest of the
+    pack registers, and the warning names file, line and field."""
+    path = make_pack(
+        files={
+            "workflows/w.yaml": "version: '1'\ntasks:\n  - {name: a, action: hello.x, on_success: b}\n",
+            "triggers/t.yaml": "ref: hello.t\n",
+        }
+    )
+    pack = load_pack(path)
+    assert [c.ref for c in pack.components] == ["hello.t"]
+    [warning] = [str(w) for w in pack.warnings]
+    assert "workflows/w.yaml:3: tasks.0: not registered (Attune's parser refuses it)" in warning
+    assert "goes to 'b', which is no task" in warning
 
 
 def test_an_action_and_a_standalone_workflow_may_not_share_a_ref(make_pack: PackFactory) -> None:
