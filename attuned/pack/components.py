@@ -286,17 +286,20 @@ class _Loader:
         data = self.read(path)
         if data is None:
             return
-        if "ref" not in data:
+        missing_ref = "ref" not in data
+        if missing_ref:
             self.problem(
                 path,
                 f"every {kind.replace('_', ' ')} file needs its full ref, e.g. "
                 f"'{self.pack_ref}.{path.stem}' (Attune's loader skips files without one)",
             )
-            return
+            data = {**data, "ref": f"{self.pack_ref}.{path.stem}"}  # to name the rest too
         try:
             spec = _SPECS[kind].model_validate(data)
         except ValidationError as exc:
             self.problems.extend(problems_from(exc, path))
+            return
+        if missing_ref:
             return
         ref = qualify(self.pack_ref, spec.ref) if kind == "rule" else spec.ref
         if not self.check_ref(path, ref):

@@ -325,3 +325,30 @@ def test_digest_follows_content_and_exec_bit(make_pack: PackFactory) -> None:
     assert second != first
     (path / "README.md").chmod(0o755)
     assert load_pack(path).digest != second
+
+
+def test_a_stackstorm_exchange_pack_gets_one_message_per_missing_field(
+    make_pack: PackFactory,
+) -> None:
+    path = make_pack(
+        "st2pack",
+        files={
+            "actions/hello.yaml": "---\nname: hello\nrunner_type: python-script\nentry_point: hello.py\n",
+            "actions/hello.py": "print(1)\n",
+            "rules/on_hook.yaml": "---\nname: on_hook\ntrigger: {type: core.st2.webhook}\naction: {ref: st2pack.hello}\n",
+            "sensors/watch.yaml": "---\nclass_name: W\nentry_point: w.py\ntrigger_types:\n  - {name: event}\n",
+            "sensors/w.py": "x = 1\n",
+        },
+    )
+    found = sorted(p.split("/st2pack/", 1)[1] for p in problems_of(path))
+    assert found == [
+        "actions/hello.yaml: every action file needs its full ref, e.g. 'st2pack.hello' "
+        "(Attune's loader skips files without one)",
+        "rules/on_hook.yaml: every rule file needs its full ref, e.g. 'st2pack.on_hook' "
+        "(Attune's loader skips files without one)",
+        "rules/on_hook.yaml:2: action_ref: required field is missing",
+        "rules/on_hook.yaml:2: trigger_ref: required field is missing",
+        "sensors/watch.yaml: every sensor file needs its full ref, e.g. 'st2pack.watch' "
+        "(Attune's loader skips files without one)",
+        "sensors/watch.yaml:5: trigger_types[0]: Input should be a valid string",
+    ]
