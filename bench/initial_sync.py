@@ -66,7 +66,8 @@ def executions(db_path: Path) -> tuple[int, float, float]:
     import sqlite3
 
     with sqlite3.connect(db_path) as db:
-        rows = db.execute("SELECT duration_ms, result FROM pack_test_execution").fetchall()
+        # attuned's own history: its full results (Attune's table holds its camelCase shape)
+        rows = db.execute("SELECT duration_ms, result FROM test_run").fetchall()
     executor = sum(r[0] for r in rows) / 1000
     process = sum(s["duration_ms"] for r in rows for s in json.loads(r[1])["test_suites"]) / 1000
     return len(rows), executor, process

@@ -23,6 +23,7 @@ SCENARIOS = {
     "initial_sync",
     "idle_cost",
     "executor_overhead",
+    "attune_tables",
 }
 
 
