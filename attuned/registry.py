@@ -171,6 +171,8 @@ class Registry:
         database = Database.from_config(config)
         if config.database.auto_migrate:
             database.migrate(packs_dir=config.packs_path)
+        else:
+            database.check()
         tester = tester_for(config)
         registry = cls(
             database,
@@ -230,6 +232,9 @@ class Registry:
                     "use --upgrade to replace it if its tests pass, or --force"
                 )
             self._check_dependencies(session, pack)
+            refusal = repository.removal_refusal(session, pack, force=force)
+            if refusal is not None:
+                raise ConflictError(refusal)
         trigger = _trigger_for(existing, pack)
         previous = self.store.active_dir(pack.ref)  # fails early on a hand-made directory
 
@@ -254,9 +259,10 @@ class Registry:
                 self._record_only(result, trigger, outcome, pack.digest)
                 plog.warning(Event.PACK_ROLLED_BACK, reason=result.gate.reason)
                 raise TestsRolledBack(result)
-            record = self._commit(
+            saved = self._commit(
                 pack, result, trigger, outcome, provenance, plog, version_dir, force
             )
+            record = saved.pack
             faults.point("after_commit")
             self.store.activate(pack.ref, version_dir)
         if previous is not None and previous != version_dir.resolve():
@@ -275,7 +281,8 @@ class Registry:
             outcome=outcome.value,
             tests=result.status.value if result else "skipped",
         )
-        return Registration(record, result, outcome, trigger, pack.warnings)
+        warnings = [*pack.warnings, *(Problem(None, w) for w in saved.report.warnings)]
+        return Registration(record, result, outcome, trigger, warnings)
 
     def _check_dependencies(self, session: Session, pack: Pack) -> None:
         """Declared packs at satisfying versions, and the other packs' triggers and actions
@@ -407,7 +414,7 @@ class Registry:
         plog: Any,
         version_dir: Path,
         force: bool,
-    ) -> RegisteredPack:
+    ) -> repository.Saved:
         """Attune's rows (pack, components, test execution), attuned's own (managed pack,
         revision, test run) and the cluster's duties, in one transaction."""
         try:
@@ -427,8 +434,6 @@ class Registry:
                     force=force,
                 )
                 record = saved.pack
-                for warning in saved.report.warnings:
-                    plog.warning(Event.PACK_REGISTRATION_WARNING, problem=warning)
                 repository.record_activation(session, record, reason=trigger.value)
                 if result is not None:
                     repository.add_test_run(
@@ -447,7 +452,9 @@ class Registry:
                 self._record_only(result, trigger, Outcome.ABORTED, pack.digest)
             plog.error(Event.PACK_REGISTER_FAILED, error=str(exc).splitlines()[0])
             raise
-        return record
+        for warning in saved.report.warnings:  # said once the registration stands
+            plog.warning(Event.PACK_REGISTRATION_WARNING, problem=warning)
+        return saved
 
     # -- removal and upkeep ---------------------------------------------------------------
 
@@ -468,10 +475,30 @@ class Registry:
             repository.delete_pack(session, ref)
             self.hooks.pack_removed(session, ref)
             self.hooks.before_commit(session)
-        self.store.remove(ref)
-        log.info(Event.PACK_UNREGISTERED, pack=ref, version=record.version, forced=bool(users))
+        if record.managed:  # a pack Attune registered itself: its files are Attune's
+            self.store.remove(ref)
+        log.info(
+            Event.PACK_UNREGISTERED,
+            pack=ref,
+            version=record.version,
+            forced=bool(users),
+            files_removed=record.managed,
+        )
         self.collect_environments()
         return record
+
+    def link_pending_runtimes(self) -> list[str]:
+        """Link actions registered without a runtime to one that exists now, whoever
+        registered it (a core pack Attune loaded itself, say); writes only when one links."""
+        with self.db.read() as session:
+            if not repository.has_pending_runtimes(session):
+                return []
+        with self._write_lock, self.db.write() as session:
+            linked = repository.link_pending_runtimes(session)
+            self.hooks.before_commit(session)
+        if linked:
+            log.info(Event.PACK_RUNTIME_LINKED, actions=linked)
+        return linked
 
     def repair_store(self, min_age: float = 3600.0) -> list[str]:
         """Make the store agree with the database after a crash between commit and swap.

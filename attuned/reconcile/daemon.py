@@ -692,6 +692,7 @@ class Daemon:
         self.snapshots.collect_garbage(keep)
         self.sources.collect_garbage()
         registry.collect_environments()  # after the snapshots: a collected one uses none
+        registry.link_pending_runtimes()  # a runtime may have come from outside attuned
         if self.cluster is not None and self.role == "leader":
             self.cluster.collect_garbage()
 

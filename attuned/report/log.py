@@ -23,6 +23,7 @@ class Event(StrEnum):
     PACK_REGISTER_FAILED = "pack.register.failed"
     PACK_VALIDATION_WARNING = "pack.validation.warning"
     PACK_REGISTRATION_WARNING = "pack.registration.warning"
+    PACK_RUNTIME_LINKED = "pack.runtime.linked"
     PACK_TEST_STARTED = "pack.test.started"
     PACK_TEST_FINISHED = "pack.test.finished"
     PACK_TEST_FAILED = "pack.test.failed"

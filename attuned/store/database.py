@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect,
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel
 
+from attuned.errors import AttunedError
 from attuned.report.log import Event, get_logger
 from attuned.store import models
 from attuned.store.attune import schema as attune_schema
@@ -164,6 +165,23 @@ class Database:
             after = self._version(connection)
         if after != before:
             get_logger().info(Event.DB_MIGRATED, previous=before, revision=after)
+
+    def check(self) -> None:
+        """Without migrating (`database.auto_migrate: false`): refuse to work on a schema
+        that is not this version's, or next to an incomplete Attune schema."""
+        with self.engine.connect() as connection:
+            layout, revision = self._layout(connection)
+            if layout is not Layout.CURRENT or revision != HEAD_REVISION:
+                raise AttunedError(
+                    f"{self.where}: attuned's schema is at revision {revision or 'none'}, this "
+                    f"attuned needs {HEAD_REVISION}; run `attuned db upgrade` (or turn "
+                    "database.auto_migrate on)"
+                )
+            missing = attune_schema.missing_parts(connection)
+        if missing:
+            raise attune_schema.AttuneSchemaMissing(
+                f"{self.where}: Attune's schema lacks {', '.join(missing[:12])}"
+            )
 
     def _create_fresh(self, connection: Connection) -> None:
         attune_schema.ensure(connection, may_create=self.create_attune_tables, where=self.where)

@@ -255,6 +255,14 @@ def save_pack(
     return Saved(saved, report)
 
 
+def removal_refusal(session: Session, pack: Pack, *, force: bool) -> str | None:
+    """Why registering `pack` would be refused for removing what other packs use (checked
+    before its tests run); None when nothing stands in the way."""
+    rows = pack_rows(pack, Installation("local_directory", None, None, ""), utcnow())
+    problems = writer.removal_conflicts(session.connection(), rows, force=force)
+    return writer.removal_refusal(rows, problems) if problems else None
+
+
 def link_pending_runtimes(session: Session) -> list[str]:
     """Link actions registered without a runtime to the one their runner names, now that a
     pack provides it (Attune would need them registered again); returns the actions linked."""
@@ -270,9 +278,14 @@ def link_pending_runtimes(session: Session) -> list[str]:
                 linked.append(action_ref)
             elif found is None:
                 remaining[action_ref] = runner
-        managed.pending_runtimes = remaining
-        session.add(managed)
+        if remaining != managed.pending_runtimes:  # written only when something was linked
+            managed.pending_runtimes = remaining
+            session.add(managed)
     return linked
+
+
+def has_pending_runtimes(session: Session) -> bool:
+    return any(m.pending_runtimes for m in session.exec(select(ManagedPack)).all())
 
 
 def delete_pack(session: Session, ref: str) -> None:

@@ -263,6 +263,21 @@ def test_write_rolls_back_on_error(database: Database) -> None:
         assert session.connection().execute(select(t.pack.c.ref)).all() == []
 
 
+def test_without_auto_migrate_a_stale_schema_is_refused_with_the_command(
+    tmp_path: Path,
+) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        with pytest.raises(
+            Exception, match=r"revision none, this attuned needs 0004; run `attuned db upgrade`"
+        ):
+            database.check()
+        database.migrate()
+        database.check()
+    finally:
+        database.dispose()
+
+
 def test_sqlite_connections_enforce_foreign_keys_and_wal(tmp_path: object) -> None:
     db = Database(f"sqlite:///{tmp_path}/x.db")
     with db.engine.connect() as conn:
@@ -383,6 +398,12 @@ def test_an_old_database_is_converted_without_losing_packs_or_history(
         assert hello.config == {"greeting": "Hi"}
         assert hello.storage_path == str((tmp_path / "packs" / "hello").absolute())
         assert packs["welcome"].dependencies == ["hello>=1.0.0,<2"]
+        # by hand: the path it came from; a daemon's: unknown until it is registered again
+        assert (packs["welcome"].source_type, packs["welcome"].source_url) == (
+            "local_directory",
+            "/src/welcome",
+        )
+        assert (hello.source_type, hello.source_url) == (None, None)
         components = {c.ref: c.kind for c in repository.components_of(session, hello.id)}
         # the policy was never Attune's; the sensor has no runtime to run on: incomplete
         assert components == {"hello.greet": "action", "hello.arrived": "trigger"}

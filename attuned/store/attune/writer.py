@@ -79,6 +79,65 @@ def merged_config(
     return {**declared, **changed}
 
 
+def planned_refs(rows: PackRows) -> dict[str, set[str]]:
+    """The refs each component table will hold for this pack: what is not among them goes."""
+    return {
+        t.permission_set.name: {str(r["ref"]) for r in rows.permission_sets},
+        t.runtime.name: {str(r.row["ref"]) for r in rows.runtimes},
+        t.trigger.name: {str(r["ref"]) for r in rows.triggers},
+        t.action.name: {str(a.row["ref"]) for a in rows.actions},
+        t.rule.name: {str(r.row["ref"]) for r in rows.rules},
+        t.sensor.name: {str(s.row["ref"]) for s in rows.sensors},
+        t.workflow_definition.name: {str(w["ref"]) for w in rows.workflows},
+    }
+
+
+def removal_conflicts(connection: Connection, rows: PackRows, *, force: bool) -> list[str]:
+    """Why writing `rows` would break other packs (what `sync_pack` would refuse), asked
+    before a registration runs its tests, so a refusal costs no test run."""
+    pack_id = connection.execute(select(t.pack.c.id).where(t.pack.c.ref == rows.ref)).scalar()
+    if pack_id is None:
+        return []
+    doomed = vanished(connection, int(pack_id), planned_refs(rows))
+    return users_elsewhere(
+        connection,
+        int(pack_id),
+        runtimes=doomed[t.runtime],
+        actions=doomed[t.action],
+        triggers=doomed[t.trigger],
+        include_rules=not force,
+    )
+
+
+_REMOVAL_ORDER = (
+    t.permission_set,
+    t.sensor,
+    t.rule,
+    t.action,
+    t.workflow_definition,
+    t.trigger,
+    t.runtime,
+)
+
+
+def vanished(
+    connection: Connection, pack_id: int, keep: dict[str, set[str]]
+) -> dict[Table, dict[int, str]]:
+    """This pack's rows (id -> ref) that are not in `keep`, per table, in Attune's removal
+    order (sensors, rules, actions, triggers, runtimes; permission sets and workflows too).
+    Rows an operator made by hand (`is_adhoc`) are never among them."""
+    doomed = {}
+    for table in _REMOVAL_ORDER:
+        condition: ColumnElement[bool] = table.c.pack == pack_id
+        if keep.get(table.name):
+            condition = condition & table.c.ref.not_in(sorted(keep[table.name]))
+        if "is_adhoc" in table.c:
+            condition = condition & table.c.is_adhoc.is_(False)
+        rows = connection.execute(select(table.c.id, table.c.ref).where(condition)).all()
+        doomed[table] = {int(i): str(r) for i, r in rows}
+    return doomed
+
+
 def sync_pack(
     connection: Connection,
     rows: PackRows,
@@ -127,17 +186,14 @@ class _Writer:
         self.report = report
         self.now = now
         self.pack_id = report.pack_id
-        self.kept: dict[str, list[str]] = {}
 
     # -- generic upsert -------------------------------------------------------------------
 
     def upsert(self, table: Table, rows: Sequence[Row]) -> dict[str, int]:
         """Insert or update `rows` by ref (ids survive); return ref -> id."""
         if not rows:
-            self.kept.setdefault(table.name, [])
             return {}
         refs = [str(r["ref"]) for r in rows]
-        self.kept.setdefault(table.name, []).extend(refs)
         found = dict(
             self.connection.execute(
                 select(table.c.ref, table.c.id).where(table.c.ref.in_(refs))
@@ -283,42 +339,19 @@ class _Writer:
                 .where(t.trigger.c.ref.in_(sensor.triggers))
                 .values(sensor=ids[ref], sensor_ref=ref, updated=self.now)
             )
+            # a trigger the sensor no longer fires is no longer the sensor's
+            self.connection.execute(
+                update(t.trigger)
+                .where(t.trigger.c.sensor == ids[ref], t.trigger.c.ref.not_in(sensor.triggers))
+                .values(sensor=None, sensor_ref=None, updated=self.now)
+            )
 
     # -- what vanished --------------------------------------------------------------------
 
     def remove_vanished(self, *, force: bool) -> None:
-        """Delete this pack's components that are no longer in it (Attune's order: sensors,
-        rules, actions, triggers, then runtimes; permission sets and workflows too). Rows an
-        operator made by hand (`is_adhoc`) stay."""
-        doomed = {
-            table: self._vanished(table)
-            for table in (
-                t.permission_set,
-                t.sensor,
-                t.rule,
-                t.action,
-                t.workflow_definition,
-                t.trigger,
-                t.runtime,
-            )
-        }
-        self._refuse_if_used(doomed, force=force)
-        for table, victims in doomed.items():
-            if victims:
-                self.connection.execute(delete(table).where(table.c.id.in_(list(victims))))
-                self.report.removed[table.name] = sorted(victims.values())
-
-    def _vanished(self, table: Table) -> dict[int, str]:
-        condition: ColumnElement[bool] = table.c.pack == self.pack_id
-        keep = self.kept.get(table.name, [])
-        if keep:
-            condition = condition & table.c.ref.not_in(keep)
-        if "is_adhoc" in table.c:
-            condition = condition & table.c.is_adhoc.is_(False)
-        rows = self.connection.execute(select(table.c.id, table.c.ref).where(condition)).all()
-        return {int(i): str(r) for i, r in rows}
-
-    def _refuse_if_used(self, doomed: dict[Table, dict[int, str]], *, force: bool) -> None:
+        """Delete this pack's components that are no longer in it, refusing when other
+        packs use them."""
+        doomed = vanished(self.connection, self.pack_id, planned_refs(self.rows))
         problems = users_elsewhere(
             self.connection,
             self.pack_id,
@@ -328,11 +361,27 @@ class _Writer:
             include_rules=not force,
         )
         if problems:
-            raise ConflictError(
-                f"pack {self.rows.ref} {self.rows.pack['version']} removes components other "
-                f"packs use: {'; '.join(problems)}"
-                + ("" if force else " (rules: use --force to unlink them)")
+            raise ConflictError(removal_refusal(self.rows, problems))
+        if doomed[t.sensor]:  # the foreign key nulls `trigger.sensor`, not its text twin
+            self.connection.execute(
+                update(t.trigger)
+                .where(t.trigger.c.sensor.in_(list(doomed[t.sensor])))
+                .values(sensor_ref=None, updated=self.now)
             )
+        for table, victims in doomed.items():
+            if victims:
+                self.connection.execute(delete(table).where(table.c.id.in_(list(victims))))
+                self.report.removed[table.name] = sorted(victims.values())
+
+
+def removal_refusal(rows: PackRows, problems: list[str]) -> str:
+    """Why the registration is refused; --force is offered only where it helps (rules)."""
+    rules = any(p.startswith("rules") for p in problems)
+    hint = " (rules: use --force to unlink them)" if rules else ""
+    return (
+        f"pack {rows.ref} {rows.pack['version']} removes components other packs use: "
+        f"{'; '.join(problems)}{hint}"
+    )
 
 
 def users_elsewhere(

@@ -301,8 +301,8 @@ def test_removing_what_another_pack_uses_is_refused(
             replace=True,
         )
     with pytest.raises(
-        ConflictError, match=r"actions app\.greet, app\.wave run on runtime base\.shell"
-    ):
+        ConflictError, match=r"actions app\.greet, app\.wave run on runtime base\.shell$"
+    ):  # no --force advice: it would not help
         register(
             registry,
             BASE,
@@ -314,6 +314,27 @@ def test_removing_what_another_pack_uses_is_refused(
     attune = Attune(database)
     assert attune.one("SELECT version FROM pack WHERE ref = 'base'")["version"] == "1.0.0"
     assert len(attune.query("SELECT id FROM trigger WHERE ref = 'base.tick'")) == 1
+    with database.read() as session:  # refused before the tests ran: no run to show for it
+        assert [r.pack_version for r in repository.executions(session, "base")] == ["1.0.0"]
+
+
+def test_a_trigger_the_sensor_no_longer_fires_is_unlinked(
+    registry: Registry, database: Database, tmp_path: Path
+) -> None:
+    register(registry, BASE, tmp_path / "v1")
+    narrower = {"sensors/timer.yaml": "ref: base.timer\nentry_point: t\ntrigger_types: [tick]\n"}
+    register(registry, BASE, tmp_path / "v2", version="1.1.0", changes=narrower, replace=True)
+    attune = Attune(database)
+    rows = attune.query("SELECT ref, sensor_ref FROM trigger ORDER BY ref")
+    assert rows == [
+        {"ref": "base.cron_timer", "sensor_ref": None},
+        {"ref": "base.tick", "sensor_ref": "base.timer"},
+    ]
+    register(
+        registry, BASE, tmp_path / "v3", version="1.2.0", drop=("sensors/timer.yaml",), replace=True
+    )
+    rows = attune.query("SELECT ref, sensor, sensor_ref FROM trigger ORDER BY ref")
+    assert {(r["sensor"], r["sensor_ref"]) for r in rows} == {(None, None)}
 
 
 def test_unregister_cascades_and_waits_for_the_packs_on_its_runtimes(
@@ -424,3 +445,40 @@ def test_a_pack_attune_registered_itself_counts_and_is_left_alone(
     assert packs["app"].managed and set(heads) == {"app"}
     with pytest.raises(ConflictError, match="already registered"):
         register(registry, BASE, tmp_path / "base")
+    # Attune keeps its packs' files in the same folder: unregistering leaves them to Attune
+    attunes_copy = registry.store.link("base")
+    attunes_copy.mkdir(parents=True)
+    (attunes_copy / "pack.yaml").write_text("ref: base\n")
+    registry.unregister("base", force=True)
+    assert (attunes_copy / "pack.yaml").is_file()
+    assert Attune(database).query("SELECT ref FROM pack") == [{"ref": "app"}]
+
+
+def test_actions_are_linked_to_a_runtime_attune_registered_itself(
+    registry: Registry, database: Database, tmp_path: Path
+) -> None:
+    standalone = {
+        **APP,
+        "pack.yaml": APP["pack.yaml"].replace('dependencies: ["base>=1.0.0,<3"]', ""),
+    }
+    del standalone["rules/greet_on_tick.yaml"]
+    done = register(registry, standalone, tmp_path / "app")
+    assert any("names no registered runtime" in str(w) for w in done.warnings)
+    assert registry.link_pending_runtimes() == []  # nothing to link to yet, nothing written
+    with database.engine.begin() as connection:  # Attune's own loader adds core.shell
+        prefix = "" if database.is_sqlite else "attune."
+        connection.execute(
+            text(f"INSERT INTO {prefix}pack (ref, label, version) VALUES ('core', 'Core', '1.0.0')")
+        )
+        connection.execute(
+            text(
+                f"INSERT INTO {prefix}runtime (ref, pack, pack_ref, name, distributions) "
+                f"SELECT 'core.shell', id, 'core', 'Shell', '{{}}' FROM {prefix}pack "
+                "WHERE ref = 'core'"
+            )
+        )
+    assert sorted(registry.link_pending_runtimes()) == ["app.greet", "app.wave"]
+    attune = Attune(database)
+    shell = attune.one("SELECT id FROM runtime WHERE ref = 'core.shell'")["id"]
+    assert {r["runtime"] for r in attune.query("SELECT runtime FROM action")} == {shell}
+    assert registry.link_pending_runtimes() == []

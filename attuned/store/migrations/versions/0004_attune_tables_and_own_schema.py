@@ -11,9 +11,12 @@ packs live in Attune's tables (schema `attune`) and attuned's bookkeeping in sch
 writes every old pack into Attune's tables through the same mapping a registration uses,
 copies the test history, and drops the old tables.
 
-A component the mapping cannot take as it was stored (a rule in the old `trigger:`/`action:`
-form Attune's loader skips, a sensor whose runtime is not registered) leaves its pack
-`incomplete`: the daemon registers it again from its source, and the log names it.
+Old-form rules (`trigger: {type}`, `action: {ref}`) are converted to `trigger_ref` and
+`action_ref`. A component the mapping cannot take as it was stored (a sensor whose runtime
+is not registered, an action with a workflow file, a rule whose target is missing) leaves
+its pack `incomplete`: the daemon registers it again from its source, and the log names it.
+The old tables did not say what kind of source a daemon's pack came from: its
+`source_type`/`source_url` stay empty until its next registration (by hand: the path).
 The old layout cannot be restored from the new one: downgrade from a backup.
 """
 
@@ -348,15 +351,17 @@ def _convert_packs(
 
 def _rows(row: Any, manifest: PackManifest, packs_dir: Any) -> PackRows:
     origin = str(row.origin or "")
+    by_hand = row.source is None  # a daemon's origin is `<source>:<entry>`, not a path
     archive = origin.endswith((".tar.gz", ".tgz", ".zip"))
     install = Installation(
-        source_type="local_archive" if archive else "local_directory",
-        source_url=origin or None,
+        source_type=("local_archive" if archive else "local_directory") if by_hand else "",
+        source_url=(origin or None) if by_hand else None,
         source_ref=row.source_revision,
         storage_path=str(Path(packs_dir).absolute() / row.ref) if packs_dir else "",
     )
     values = pack_row(manifest, str(row.digest), install, _now())
     values["storage_path"] = install.storage_path or None
+    values["source_type"] = install.source_type or None
     values["installed_at"] = row.created_at
     return PackRows(pack=values, config=dict(row.config or {}))
 
