@@ -491,7 +491,7 @@ class Registry:
         """Link actions registered without a runtime to one that exists now, whoever
         registered it (a core pack Attune loaded itself, say); writes only when one links."""
         with self.db.read() as session:
-            if not repository.has_pending_runtimes(session):
+            if not repository.can_link_pending_runtimes(session):
                 return []
         with self._write_lock, self.db.write() as session:
             linked = repository.link_pending_runtimes(session)

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from common import REPO, Result, main, ms, scratch, summary, target, write_pack
+from common import REPO, Result, main, ms, run_child, scratch, summary, target, write_pack
 
 OLD_COMMIT = "3346107"  # the last commit before attuned wrote Attune's tables
 CODES = ("old", "new")
@@ -335,18 +335,7 @@ def measure(
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATTUNED_")}
     env["PYTHONPATH"] = str(code)
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", str(spec)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    process_wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"measurement failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out, process_wall = run_child(__file__, spec, what="measurement", env=env)
     if not Path(out["attuned_file"]).is_relative_to(code.resolve()):
         raise RuntimeError(f"the child imported {out['attuned_file']}, not {code}'s attuned")
     return out | {"n": n, "process_wall_s": process_wall}

@@ -568,3 +568,22 @@ def context_switches(pid: int) -> int:
         except (OSError, KeyError, ValueError):
             continue
     return total
+
+
+def run_child(
+    script: str, arg: Path, *, what: str, env: dict[str, str] | None = None
+) -> tuple[dict[str, Any], float]:
+    """Run `script --child arg` (a measured process); its last stdout line as JSON, and the
+    wall time of the whole process."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, script, "--child", str(arg)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1]), wall

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from common import Result, main, scratch, write_pack
+from common import Result, main, run_child, scratch, write_pack
 
 CONCURRENCY = (1, 2)
 
@@ -88,17 +87,7 @@ def measure(root: Path, packs: Path, n: int, concurrency: int) -> dict[str, Any]
             }
         )
     )
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", str(config)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    process_wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"initial sync failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out, process_wall = run_child(__file__, config, what="initial sync")
     if out["code"] != 0 or out["active"] != n:
         raise RuntimeError(f"initial sync: {out['active']} of {n} active, exit {out['code']}")
     count, executor_s, process_s = executions(state / "attuned.db")

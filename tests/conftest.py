@@ -34,6 +34,13 @@ _POSTGRES = pytest.param(
 )
 
 
+def _server() -> str:
+    """The PostgreSQL server the tests use; the test is skipped, saying why, without one."""
+    if not os.environ.get(POSTGRES_ENV):
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV}; .ci/run sets it")
+    return os.environ[POSTGRES_ENV]
+
+
 @pytest.fixture(scope="session")
 def attune_template() -> Iterator[str | None]:
     """A database holding Attune's real schema, built once per run with Attune's own
@@ -54,7 +61,7 @@ def attune_template() -> Iterator[str | None]:
 @pytest.fixture
 def empty_postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database (no Attune schema) for one test, dropped after."""
-    base = os.environ[POSTGRES_ENV]
+    base = _server()
     name = f"attuned_test_{uuid.uuid4().hex[:12]}"
     url = attune_db.create_database(base, name)
     try:
@@ -67,7 +74,7 @@ def empty_postgres_url() -> Iterator[str]:
 def postgres_url(attune_template: str | None) -> Iterator[str]:
     """A fresh PostgreSQL database holding Attune's schema (its real migrations when
     apply.sh is at hand, else the tables attuned makes), dropped after the test."""
-    base = os.environ[POSTGRES_ENV]
+    base = _server()
     name = f"attuned_test_{uuid.uuid4().hex[:12]}"
     url = attune_db.create_database(base, name, template=attune_template)
     if attune_template is None:

@@ -223,6 +223,28 @@ class Component:
         return self.ref.rpartition(".")[2]
 
 
+def standalone_workflow(
+    ref: str, name: str, file: str, spec: WorkflowSpec, data: dict[str, Any]
+) -> Workflow:
+    """A workflow file no action links, as Attune's registrar makes it: labelled with its
+    file name unless it says otherwise, with a companion action of its ref."""
+    label = spec.label or name
+    return Workflow(
+        ref=ref,
+        label=label,
+        description=spec.description,
+        version=spec.version,
+        parameters=spec.parameters,
+        output=spec.output,
+        tags=list(spec.tags),
+        definition=definition_of(
+            data, ref=ref, label=label, description=spec.description, tags=spec.tags
+        ),
+        file=file,
+        entrypoint=f"workflows/{name}.workflow.yaml",
+    )
+
+
 def qualify(pack_ref: str, ref: str) -> str:
     """Attune's rule for rule and sensor references: a bare name is the pack's own."""
     return ref if "." in ref else f"{pack_ref}.{ref}"
@@ -445,29 +467,8 @@ class _Loader:
         ref = spec.ref or f"{self.pack_ref}.{name}"
         if not self.check_ref(path, ref):
             return
-        label = spec.label or name
-        self.components.append(
-            Component(
-                "workflow",
-                ref,
-                self.rel(path),
-                Workflow(
-                    ref=ref,
-                    label=label,
-                    description=spec.description,
-                    version=spec.version,
-                    parameters=spec.parameters,
-                    output=spec.output,
-                    tags=list(spec.tags),
-                    definition=definition_of(
-                        data, ref=ref, label=label, description=spec.description, tags=spec.tags
-                    ),
-                    file=self.rel(path),
-                    entrypoint=f"workflows/{name}.workflow.yaml",
-                ),
-                data,
-            )
-        )
+        made = standalone_workflow(ref, name, self.rel(path), spec, data)
+        self.components.append(Component("workflow", ref, made.file, made, data))
 
     def read_workflow(
         self, path: Path

@@ -263,29 +263,52 @@ def removal_refusal(session: Session, pack: Pack, *, force: bool) -> str | None:
     return writer.removal_refusal(rows, problems) if problems else None
 
 
+def _pending(session: Session) -> dict[str, dict[str, str]]:
+    """Managed ref -> its actions registered without a runtime (action ref -> runner); two
+    columns only: a full pass asks this of every pack."""
+    m = ManagedPack.__table__.c  # type: ignore[attr-defined]
+    rows = session.connection().execute(sa_select(m.ref, m.pending_runtimes))
+    return {str(ref): dict(pending) for ref, pending in rows if pending}
+
+
+def _resolvable(session: Session, pending: dict[str, dict[str, str]]) -> dict[str, int]:
+    """Runner -> runtime id, for the pending runners that name a runtime now (each asked
+    once, whatever the number of actions)."""
+    connection = session.connection()
+    runners = {runner for actions in pending.values() for runner in actions.values()}
+    found = {runner: writer.resolve_runtime(connection, runner) for runner in sorted(runners)}
+    return {runner: hit[0] for runner, hit in found.items() if hit is not None}
+
+
+def can_link_pending_runtimes(session: Session) -> bool:
+    """Whether `link_pending_runtimes` would link anything (a read, for every full pass)."""
+    pending = _pending(session)
+    return bool(pending) and bool(_resolvable(session, pending))
+
+
 def link_pending_runtimes(session: Session) -> list[str]:
-    """Link actions registered without a runtime to the one their runner names, now that a
-    pack provides it (Attune would need them registered again); returns the actions linked."""
+    """Link actions registered without a runtime to the one their runner names, now that
+    one exists (Attune would need their packs registered again); returns the actions linked.
+    Writes only what changes."""
+    pending = _pending(session)
+    runtimes = _resolvable(session, pending)
+    if not runtimes:
+        return []
     connection = session.connection()
     linked = []
-    for managed in session.exec(select(ManagedPack)).all():
-        if not managed.pending_runtimes:
-            continue
-        remaining = {}
-        for action_ref, runner in managed.pending_runtimes.items():
-            found = writer.resolve_runtime(connection, runner)
-            if found is not None and writer.link_action_runtime(connection, action_ref, found[0]):
+    for ref, actions in pending.items():
+        remaining = {a: r for a, r in actions.items() if r not in runtimes}
+        for action_ref, runner in actions.items():
+            if runner in runtimes and writer.link_action_runtime(
+                connection, action_ref, runtimes[runner]
+            ):
                 linked.append(action_ref)
-            elif found is None:
-                remaining[action_ref] = runner
-        if remaining != managed.pending_runtimes:  # written only when something was linked
+        if remaining != actions:
+            managed = session.get(ManagedPack, ref)
+            assert managed is not None
             managed.pending_runtimes = remaining
             session.add(managed)
-    return linked
-
-
-def has_pending_runtimes(session: Session) -> bool:
-    return any(m.pending_runtimes for m in session.exec(select(ManagedPack)).all())
+    return sorted(linked)
 
 
 def delete_pack(session: Session, ref: str) -> None:

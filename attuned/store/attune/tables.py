@@ -87,6 +87,45 @@ RETENTION = Enum(
     "versions", "days", "hours", "minutes", name="artifact_retention_enum", create_constraint=False
 )
 
+
+def _component(*, pack_required: bool = False, label: bool = True) -> list[Column[object]]:
+    """The columns every component table starts with: id, ref, the pack (FK and ref) and,
+    where the table has them, label and description."""
+    columns: list[Column[object]] = [
+        Column("id", _ID, primary_key=True, autoincrement=True),
+        Column("ref", Text, nullable=False, unique=True),
+        _pack_fk(nullable=not pack_required),
+        Column("pack_ref", Text, nullable=not pack_required),
+    ]
+    if label:
+        columns.append(Column("label", Text, nullable=False))
+    columns.append(Column("description", Text))
+    return columns
+
+
+def _placement() -> list[Column[object]]:
+    """Where actions and sensors may run (Attune's worker scheduling)."""
+    return [
+        Column("worker_selector", _JSON, nullable=False, server_default=_EMPTY_OBJECT),
+        Column("worker_tolerations", _JSON, nullable=False, server_default=_EMPTY_LIST),
+        Column("worker_affinity", _JSON, nullable=False, server_default=_EMPTY_OBJECT),
+    ]
+
+
+def _retention() -> list[Column[object]]:
+    """How long an action's or a sensor's logs and artifacts are kept."""
+    return [
+        Column("log_retention_policy", RETENTION),
+        Column("log_retention_limit", Integer),
+        Column("artifact_retention_policy", RETENTION),
+        Column("artifact_retention_limit", Integer),
+    ]
+
+
+def _timestamps() -> list[Column[object]]:
+    return [_when("created"), _when("updated")]
+
+
 pack = Table(
     "pack",
     metadata,
@@ -112,19 +151,14 @@ pack = Table(
     Column("installed_by", BigInteger),
     Column("installation_method", Text),
     Column("storage_path", Text),
-    _when("created"),
-    _when("updated"),
+    *_timestamps(),
     CheckConstraint("ref = LOWER(ref)", name="pack_ref_lowercase"),
 )
 
 runtime = Table(
     "runtime",
     metadata,
-    Column("id", _ID, primary_key=True, autoincrement=True),
-    Column("ref", Text, nullable=False, unique=True),
-    _pack_fk(),
-    Column("pack_ref", Text),
-    Column("description", Text),
+    *_component(label=False),
     Column("name", Text, nullable=False, index=True),
     Column("aliases", _TEXTS, nullable=False, server_default=_empty_texts()),
     Column("distributions", _JSON, nullable=False),
@@ -133,8 +167,7 @@ runtime = Table(
     Column("execution_config", _JSON, nullable=False, server_default=_EMPTY_OBJECT),
     Column("auto_detected", Boolean, nullable=False, server_default=text("false")),
     Column("detection_config", _JSON, nullable=False, server_default=_EMPTY_OBJECT),
-    _when("created"),
-    _when("updated"),
+    *_timestamps(),
     CheckConstraint("ref = LOWER(ref)", name="runtime_ref_lowercase"),
 )
 
@@ -156,8 +189,7 @@ runtime_version = Table(
     Column("available", Boolean, nullable=False, server_default=text("true")),
     Column("verified_at", DateTime(timezone=True)),
     Column("meta", _JSON, nullable=False, server_default=_EMPTY_OBJECT),
-    _when("created"),
-    _when("updated"),
+    *_timestamps(),
     UniqueConstraint("runtime", "version", name="runtime_version_unique"),
 )
 
@@ -168,23 +200,17 @@ permission_set = Table(
     Column("ref", Text, nullable=False, unique=True),
     _pack_fk(),
     Column("pack_ref", Text),
-    Column("label", Text),
+    Column("label", Text),  # the one component whose label may be NULL
     Column("description", Text),
     Column("grants", _JSON, nullable=False, server_default=_EMPTY_LIST),
-    _when("created"),
-    _when("updated"),
+    *_timestamps(),
     CheckConstraint("ref = LOWER(ref)", name="permission_set_ref_lowercase"),
 )
 
 trigger = Table(
     "trigger",
     metadata,
-    Column("id", _ID, primary_key=True, autoincrement=True),
-    Column("ref", Text, nullable=False, unique=True),
-    _pack_fk(),
-    Column("pack_ref", Text),
-    Column("label", Text, nullable=False),
-    Column("description", Text),
+    *_component(),
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("is_adhoc", Boolean, nullable=False, server_default=text("false")),
     Column("param_schema", _JSON),
@@ -198,20 +224,14 @@ trigger = Table(
         ForeignKey("sensor.id", ondelete="SET NULL", use_alter=True, name="trigger_sensor_fk"),
     ),
     Column("sensor_ref", Text),
-    _when("created"),
-    _when("updated"),
+    *_timestamps(),
     CheckConstraint("ref = LOWER(ref)", name="trigger_ref_lowercase"),
 )
 
 sensor = Table(
     "sensor",
     metadata,
-    Column("id", _ID, primary_key=True, autoincrement=True),
-    Column("ref", Text, nullable=False, unique=True),
-    _pack_fk(),
-    Column("pack_ref", Text),
-    Column("label", Text, nullable=False),
-    Column("description", Text),
+    *_component(),
     Column("entrypoint", Text, nullable=False),
     Column(
         "runtime", _REF, ForeignKey("runtime.id", ondelete="CASCADE"), nullable=False, index=True
@@ -222,15 +242,9 @@ sensor = Table(
     Column("param_schema", _JSON),
     Column("config", _JSON),
     Column("runtime_version_constraint", Text),
-    Column("worker_selector", _JSON, nullable=False, server_default=_EMPTY_OBJECT),
-    Column("worker_tolerations", _JSON, nullable=False, server_default=_EMPTY_LIST),
-    Column("worker_affinity", _JSON, nullable=False, server_default=_EMPTY_OBJECT),
-    Column("log_retention_policy", RETENTION),
-    Column("log_retention_limit", Integer),
-    Column("artifact_retention_policy", RETENTION),
-    Column("artifact_retention_limit", Integer),
-    _when("created"),
-    _when("updated"),
+    *_placement(),
+    *_retention(),
+    *_timestamps(),
     CheckConstraint("ref = LOWER(ref)", name="sensor_ref_lowercase"),
 )
 
@@ -248,19 +262,13 @@ workflow_definition = Table(
     Column("out_schema", _JSON),
     Column("definition", _JSON, nullable=False),
     Column("tags", _TEXTS, server_default=_empty_texts()),
-    _when("created"),
-    _when("updated"),
+    *_timestamps(),
 )
 
 action = Table(
     "action",
     metadata,
-    Column("id", _ID, primary_key=True, autoincrement=True),
-    Column("ref", Text, nullable=False, unique=True),
-    _pack_fk(nullable=False),
-    Column("pack_ref", Text, nullable=False),
-    Column("label", Text, nullable=False),
-    Column("description", Text),
+    *_component(pack_required=True),
     Column("entrypoint", Text, nullable=False),
     Column("runtime", _REF, ForeignKey("runtime.id"), index=True),  # no cascade, as Attune's
     Column("param_schema", _JSON),
@@ -279,22 +287,16 @@ action = Table(
         nullable=False,
         server_default=_empty_texts(),
     ),
-    Column("log_retention_policy", RETENTION),
-    Column("log_retention_limit", Integer),
-    Column("artifact_retention_policy", RETENTION),
-    Column("artifact_retention_limit", Integer),
-    _when("created"),
-    _when("updated"),
-    Column(
+    *_retention(),
+    *_timestamps(),
+    Column(  # the columns Attune's workflow migration (0006) added
         "workflow_def",
         _REF,
         ForeignKey("workflow_definition.id", ondelete="CASCADE"),
         index=True,
     ),
     Column("required_worker_runtimes", _JSON, nullable=False, server_default=_EMPTY_OBJECT),
-    Column("worker_selector", _JSON, nullable=False, server_default=_EMPTY_OBJECT),
-    Column("worker_tolerations", _JSON, nullable=False, server_default=_EMPTY_LIST),
-    Column("worker_affinity", _JSON, nullable=False, server_default=_EMPTY_OBJECT),
+    *_placement(),
     CheckConstraint("ref = LOWER(ref)", name="action_ref_lowercase"),
     CheckConstraint("parameter_delivery IN ('stdin', 'file')", name="action_delivery_check"),
     CheckConstraint("parameter_format IN ('dotenv', 'json', 'yaml')", name="action_format_check"),
@@ -306,12 +308,7 @@ action = Table(
 rule = Table(
     "rule",
     metadata,
-    Column("id", _ID, primary_key=True, autoincrement=True),
-    Column("ref", Text, nullable=False, unique=True),
-    _pack_fk(nullable=False),
-    Column("pack_ref", Text, nullable=False),
-    Column("label", Text, nullable=False),
-    Column("description", Text),
+    *_component(pack_required=True),
     Column("action", _REF, ForeignKey("action.id", ondelete="SET NULL"), index=True),
     Column("action_ref", Text, nullable=False),
     Column("trigger", _REF, ForeignKey("trigger.id", ondelete="SET NULL"), index=True),
@@ -323,8 +320,7 @@ rule = Table(
     Column("enabled", Boolean, nullable=False),
     Column("is_adhoc", Boolean, nullable=False, server_default=text("false")),
     Column("owner_identity", BigInteger),  # FK to Attune's identity table, not created here
-    _when("created"),
-    _when("updated"),
+    *_timestamps(),
     CheckConstraint("ref = LOWER(ref)", name="rule_ref_lowercase"),
 )
 

@@ -88,6 +88,13 @@ class Attune:
         return {r["ref"]: r["id"] for r in rows}
 
 
+def app_alone() -> dict[str, str]:
+    """APP without its dependency on base (and without the rule that uses base's trigger)."""
+    files = {**APP, "pack.yaml": APP["pack.yaml"].replace('dependencies: ["base>=1.0.0,<3"]', "")}
+    del files["rules/greet_on_tick.yaml"]
+    return files
+
+
 def register(registry: Registry, files: dict[str, str], root: Path, **kwargs: Any) -> Any:
     options = {k: kwargs.pop(k) for k in ("force", "replace") if k in kwargs}
     return registry.register(
@@ -367,11 +374,7 @@ def test_unregister_cascades_and_waits_for_the_packs_on_its_runtimes(
 def test_actions_get_their_runtime_when_the_pack_providing_it_arrives(
     registry: Registry, database: Database, tmp_path: Path
 ) -> None:
-    standalone = {
-        **APP,
-        "pack.yaml": APP["pack.yaml"].replace('dependencies: ["base>=1.0.0,<3"]', ""),
-    }
-    del standalone["rules/greet_on_tick.yaml"]
+    standalone = app_alone()
     done = register(registry, standalone, tmp_path / "app")
     assert done.pack.managed
     attune = Attune(database)
@@ -389,7 +392,7 @@ def test_a_sensor_without_its_runtime_registers_nothing(
     registry: Registry, database: Database, tmp_path: Path
 ) -> None:
     files = {
-        "pack.yaml": APP["pack.yaml"].replace('dependencies: ["base>=1.0.0,<3"]', ""),
+        "pack.yaml": app_alone()["pack.yaml"],
         "triggers/t.yaml": "ref: app.t\n",
         "sensors/s.yaml": "ref: app.s\nentry_point: watcher\ntrigger_types: [t]\n",
     }
@@ -457,11 +460,7 @@ def test_a_pack_attune_registered_itself_counts_and_is_left_alone(
 def test_actions_are_linked_to_a_runtime_attune_registered_itself(
     registry: Registry, database: Database, tmp_path: Path
 ) -> None:
-    standalone = {
-        **APP,
-        "pack.yaml": APP["pack.yaml"].replace('dependencies: ["base>=1.0.0,<3"]', ""),
-    }
-    del standalone["rules/greet_on_tick.yaml"]
+    standalone = app_alone()
     done = register(registry, standalone, tmp_path / "app")
     assert any("names no registered runtime" in str(w) for w in done.warnings)
     assert registry.link_pending_runtimes() == []  # nothing to link to yet, nothing written

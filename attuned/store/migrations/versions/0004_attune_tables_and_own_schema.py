@@ -32,9 +32,9 @@ from alembic import context, op
 from pydantic import ValidationError
 
 from attuned.errors import AttunedError
-from attuned.pack.components import _SPECS, Component, Workflow
+from attuned.pack.components import _SPECS, Component, standalone_workflow
 from attuned.pack.manifest import PackManifest
-from attuned.pack.workflows import WorkflowSpec, definition_of, task_problems
+from attuned.pack.workflows import WorkflowSpec, task_problems
 from attuned.report.log import Event, get_logger
 from attuned.store.attune import schema as attune_schema
 from attuned.store.attune import writer
@@ -267,25 +267,8 @@ def _legacy_spec(pack_ref: str, component: Any) -> tuple[Component | None, str |
             spec = WorkflowSpec.model_validate(data)
             if task_problems(spec.tasks):
                 return None, f"workflow {component.ref}: its tasks do not parse"
-            name = str(component.name)
-            label = spec.label or name
-            workflow = Workflow(
-                ref=str(component.ref),
-                label=label,
-                description=spec.description,
-                version=spec.version,
-                parameters=spec.parameters,
-                output=spec.output,
-                tags=list(spec.tags),
-                definition=definition_of(
-                    data,
-                    ref=str(component.ref),
-                    label=label,
-                    description=spec.description,
-                    tags=spec.tags,
-                ),
-                file=str(component.file),
-                entrypoint=f"workflows/{name}.workflow.yaml",
+            workflow = standalone_workflow(
+                str(component.ref), str(component.name), str(component.file), spec, data
             )
             return Component(kind, str(component.ref), str(component.file), workflow, data), None
         spec = _SPECS[kind].model_validate(data)
