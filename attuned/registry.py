@@ -31,14 +31,13 @@ from attuned.errors import (
     TestsFailed,
     ValidationFailed,
 )
-from attuned.pack.components import RuntimeSpec, SensorSpec, external_refs
+from attuned.pack.components import external_refs
 from attuned.pack.content import digest
 from attuned.pack.loader import Pack, load_pack
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.report.log import Event, get_logger
 from attuned.store import repository
 from attuned.store.attune.rows import Installation
-from attuned.store.attune.writer import resolve_runtime, runtime_ref_for
 from attuned.store.database import Database
 from attuned.store.packstore import PackStore
 from attuned.store.repository import RegisteredPack
@@ -231,10 +230,10 @@ class Registry:
                     f"pack {pack.ref!r} is already registered (version {existing.version}); "
                     "use --upgrade to replace it if its tests pass, or --force"
                 )
-            self._check_dependencies(session, pack)
-            refusal = repository.removal_refusal(session, pack, force=force)
-            if refusal is not None:
-                raise ConflictError(refusal)
+            checked = repository.preflight(session, pack, force=force)
+            self._check_dependencies(session, pack, checked.runnerless_sensors)
+            if checked.removal_refusal is not None:
+                raise ConflictError(checked.removal_refusal)
         trigger = _trigger_for(existing, pack)
         previous = self.store.active_dir(pack.ref)  # fails early on a hand-made directory
 
@@ -284,9 +283,12 @@ class Registry:
         warnings = [*pack.warnings, *(Problem(None, w) for w in saved.report.warnings)]
         return Registration(record, result, outcome, trigger, warnings)
 
-    def _check_dependencies(self, session: Session, pack: Pack) -> None:
-        """Declared packs at satisfying versions, and the other packs' triggers and actions
-        that rules and sensors name, must be registered (by attuned or by Attune itself)."""
+    def _check_dependencies(
+        self, session: Session, pack: Pack, runnerless_sensors: list[tuple[str, str]]
+    ) -> None:
+        """Declared packs at satisfying versions, the other packs' triggers and actions
+        that rules and sensors name, and the runtimes sensors run on must be registered (by
+        attuned or by Attune itself)."""
         problems = []
         manifest_path = pack.path / MANIFEST_NAME
         for dep in pack.manifest.dependencies:
@@ -321,38 +323,18 @@ class Registry:
                             field="dependencies",
                         )
                     )
-        problems.extend(self._missing_sensor_runtimes(session, pack))
+        files = {c.ref: c.file for c in pack.components if c.kind == "sensor"}
+        problems.extend(
+            Problem(
+                pack.path / files[ref],
+                f"runner_type {runner!r} names no registered runtime; register the pack "
+                "that provides it first (core provides core.native, core.shell, ...)",
+                field="runner_type",
+            )
+            for ref, runner in runnerless_sensors
+        )
         if problems:
             raise DependencyError(problems)
-
-    @staticmethod
-    def _missing_sensor_runtimes(session: Session, pack: Pack) -> list[Problem]:
-        """A sensor needs its runtime registered (Attune's `sensor.runtime` is NOT NULL): the
-        pack's own runtimes count, since they are written first."""
-        own = {
-            name
-            for c in pack.components
-            if isinstance(c.spec, RuntimeSpec)
-            for name in (c.ref, (c.spec.name or c.name).lower())
-        }
-        problems = []
-        for component in pack.components:
-            if not isinstance(component.spec, SensorSpec):
-                continue
-            runner = component.spec.runner
-            if {runtime_ref_for(runner), runner.lower()} & own or resolve_runtime(
-                session.connection(), runner
-            ):
-                continue
-            problems.append(
-                Problem(
-                    pack.path / component.file,
-                    f"runner_type {runner!r} names no registered runtime; register the pack "
-                    "that provides it first (core provides core.native, core.shell, ...)",
-                    field="runner_type",
-                )
-            )
-        return problems
 
     @contextmanager
     def _prepared(self, pack: Pack) -> Iterator[Path]:

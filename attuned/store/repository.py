@@ -255,12 +255,23 @@ def save_pack(
     return Saved(saved, report)
 
 
-def removal_refusal(session: Session, pack: Pack, *, force: bool) -> str | None:
-    """Why registering `pack` would be refused for removing what other packs use (checked
-    before its tests run); None when nothing stands in the way."""
+@dataclass(frozen=True)
+class Preflight:
+    """What would make writing a pack fail, asked before its tests run (so a refusal costs
+    no test run); the transaction asks again."""
+
+    removal_refusal: str | None  # it removes what other packs use
+    runnerless_sensors: list[tuple[str, str]]  # (sensor ref, runner) with no runtime
+
+
+def preflight(session: Session, pack: Pack, *, force: bool) -> Preflight:
+    connection = session.connection()
     rows = pack_rows(pack, Installation("local_directory", None, None, ""), utcnow())
-    problems = writer.removal_conflicts(session.connection(), rows, force=force)
-    return writer.removal_refusal(rows, problems) if problems else None
+    problems = writer.removal_conflicts(connection, rows, force=force)
+    return Preflight(
+        removal_refusal=writer.removal_refusal(rows, problems) if problems else None,
+        runnerless_sensors=writer.runnerless_sensors(connection, rows),
+    )
 
 
 def _pending(session: Session) -> dict[str, dict[str, str]]:

@@ -66,6 +66,23 @@ def resolve_runtime(connection: Connection, runner: str) -> tuple[int, str] | No
     return None if found is None else (int(found[0]), str(found[1]))
 
 
+def runnerless_sensors(connection: Connection, rows: PackRows) -> list[tuple[str, str]]:
+    """(sensor ref, runner) of the sensors whose runner names no runtime (`sync_pack` would
+    refuse them: `sensor.runtime` is NOT NULL), counting the runtimes `rows` brings, which
+    are written before the sensors."""
+    own = {
+        name
+        for runtime in rows.runtimes
+        for name in (runtime.row["ref"], runtime.row["name"].lower())
+    }
+    return [
+        (str(sensor.row["ref"]), sensor.runner)
+        for sensor in rows.sensors
+        if not {runtime_ref_for(sensor.runner), sensor.runner.lower()} & own
+        and resolve_runtime(connection, sensor.runner) is None
+    ]
+
+
 def merged_config(
     declared: dict[str, Any], existing: dict[str, Any] | None, written: dict[str, Any] | None
 ) -> dict[str, Any]:
