@@ -521,25 +521,12 @@ class _Loader:
         """Rules and sensors name triggers and actions: the pack's own must exist, others
         must belong to a declared dependency (the database is asked at registration)."""
         allowed = {self.pack_ref} | {d.ref for d in self.manifest.dependencies}
+        own = {"trigger": self.own("trigger"), "action": self.own("action")}
         for component in self.components:
             path = self.pack_dir / component.file
-            if isinstance(component.spec, RuleSpec):
-                wanted = [
-                    ("trigger_ref", "trigger", qualify(self.pack_ref, component.spec.trigger_ref)),
-                    ("action_ref", "action", qualify(self.pack_ref, component.spec.action_ref)),
-                ]
-            elif isinstance(component.spec, SensorSpec):
-                field_name = (
-                    "trigger_types" if component.spec.trigger_types is not None else "trigger_type"
-                )
-                wanted = [
-                    (field_name, "trigger", ref) for ref in component.spec.triggers(self.pack_ref)
-                ]
-            else:
-                continue
-            for loc, kind, ref in wanted:
+            for loc, kind, ref in references(component, self.pack_ref):
                 namespace = ref.rpartition(".")[0]
-                if namespace == self.pack_ref and ref not in self.own(kind):
+                if namespace == self.pack_ref and ref not in own[kind]:
                     self.problem(path, f"{kind} {ref!r} is not defined in this pack", (loc,))
                 elif namespace not in allowed:
                     self.problem(
@@ -552,8 +539,7 @@ class _Loader:
     def check_unique(self) -> None:
         seen: dict[tuple[str, str], str] = {}
         for component in self.components:
-            table = "action" if component.kind == "action" else component.kind
-            for key in {(table, component.ref)} | (
+            for key in {(component.kind, component.ref)} | (
                 {("action", component.ref)}
                 if isinstance(component.spec, Workflow) and component.spec.action is None
                 else set()
@@ -585,21 +571,26 @@ def load_components(
     return _Loader(pack_dir, manifest).load()
 
 
+def references(component: Component, pack_ref: str) -> list[tuple[str, str, str]]:
+    """(field, kind, qualified ref) of every trigger and action a rule or sensor names."""
+    spec = component.spec
+    if isinstance(spec, RuleSpec):
+        return [
+            ("trigger_ref", "trigger", qualify(pack_ref, spec.trigger_ref)),
+            ("action_ref", "action", qualify(pack_ref, spec.action_ref)),
+        ]
+    if isinstance(spec, SensorSpec):
+        field_name = "trigger_types" if spec.trigger_types is not None else "trigger_type"
+        return [(field_name, "trigger", ref) for ref in spec.triggers(pack_ref)]
+    return []
+
+
 def external_refs(components: list[Component], pack_ref: str) -> dict[str, set[str]]:
     """Triggers and actions of other packs that rules and sensors use, by kind (checked
     against Attune's tables at registration)."""
     refs: dict[str, set[str]] = {"trigger": set(), "action": set()}
     for component in components:
-        spec = component.spec
-        wanted: list[tuple[str, str]] = []
-        if isinstance(spec, RuleSpec):
-            wanted = [
-                ("trigger", qualify(pack_ref, spec.trigger_ref)),
-                ("action", qualify(pack_ref, spec.action_ref)),
-            ]
-        elif isinstance(spec, SensorSpec):
-            wanted = [("trigger", ref) for ref in spec.triggers(pack_ref)]
-        for kind, ref in wanted:
+        for _field, kind, ref in references(component, pack_ref):
             if ref.rpartition(".")[0] != pack_ref:
                 refs[kind].add(ref)
     return refs

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select as sa_select
@@ -68,7 +67,14 @@ def _managed(session: Session) -> dict[str, ManagedPack]:
 
 
 def _is_current(managed: ManagedPack | None, pack_id: int, version: str) -> bool:
-    return managed is not None and managed.pack_id == pack_id and managed.version == version
+    """Whether attuned wrote the pack row Attune has now (not replaced behind its back)."""
+    return managed is not None and _same_row(managed.pack_id, managed.version, pack_id, version)
+
+
+def _same_row(
+    managed_id: int | None, managed_version: str | None, pack_id: int, version: str
+) -> bool:
+    return managed_id == pack_id and managed_version == version
 
 
 def _registered(row: reader.AttunePack, managed: ManagedPack | None) -> RegisteredPack:
@@ -147,7 +153,7 @@ def pack_heads(session: Session) -> list[PackHead]:
     )
     heads = []
     for ref, version, pack_id, updated, digest, source, managed_id, managed_version, gap in rows:
-        mine = managed_id == pack_id and managed_version == version
+        mine = _same_row(managed_id, managed_version, pack_id, version)
         heads.append(
             PackHead(
                 ref=ref,
@@ -466,8 +472,3 @@ def resume(session: Session, ref: str) -> bool:
         return False
     session.delete(found)
     return True
-
-
-def storage_path(packs_dir: Path, ref: str) -> str:
-    """`pack.storage_path`: the served path (the store's link), where Attune's workers look."""
-    return str(packs_dir.absolute() / ref)

@@ -115,15 +115,23 @@ def removal_conflicts(connection: Connection, rows: PackRows, *, force: bool) ->
     pack_id = connection.execute(select(t.pack.c.id).where(t.pack.c.ref == rows.ref)).scalar()
     if pack_id is None:
         return []
-    doomed = vanished(connection, int(pack_id), planned_refs(rows))
-    return users_elsewhere(
+    return _removals(connection, int(pack_id), rows, force=force)[1]
+
+
+def _removals(
+    connection: Connection, pack_id: int, rows: PackRows, *, force: bool
+) -> tuple[dict[Table, dict[int, str]], list[str]]:
+    """What writing `rows` removes of the pack, and why other packs stand in the way."""
+    doomed = vanished(connection, pack_id, planned_refs(rows))
+    problems = users_elsewhere(
         connection,
-        int(pack_id),
+        pack_id,
         runtimes=doomed[t.runtime],
         actions=doomed[t.action],
         triggers=doomed[t.trigger],
         include_rules=not force,
     )
+    return doomed, problems
 
 
 _REMOVAL_ORDER = (
@@ -368,15 +376,7 @@ class _Writer:
     def remove_vanished(self, *, force: bool) -> None:
         """Delete this pack's components that are no longer in it, refusing when other
         packs use them."""
-        doomed = vanished(self.connection, self.pack_id, planned_refs(self.rows))
-        problems = users_elsewhere(
-            self.connection,
-            self.pack_id,
-            runtimes=doomed[t.runtime],
-            actions=doomed[t.action],
-            triggers=doomed[t.trigger],
-            include_rules=not force,
-        )
+        doomed, problems = _removals(self.connection, self.pack_id, self.rows, force=force)
         if problems:
             raise ConflictError(removal_refusal(self.rows, problems))
         if doomed[t.sensor]:  # the foreign key nulls `trigger.sensor`, not its text twin
