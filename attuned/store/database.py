@@ -125,6 +125,11 @@ class Database:
         return self.engine.dialect.name == "sqlite"
 
     @property
+    def may_create_attune_tables(self) -> bool:
+        """SQLite's Attune tables are always attuned's to make; PostgreSQL's only on request."""
+        return self.is_sqlite or self.create_attune_tables
+
+    @property
     def own_schema(self) -> str | None:
         """Where attuned's tables and its alembic version table live (None: SQLite's main)."""
         return None if self.is_sqlite else OWN_SCHEMA
@@ -146,7 +151,7 @@ class Database:
             at_head = layout is Layout.CURRENT and before == HEAD_REVISION
             if at_head and revision in ("head", HEAD_REVISION):
                 attune_schema.ensure(
-                    connection, may_create=self.create_attune_tables, where=self.where
+                    connection, may_create=self.may_create_attune_tables, where=self.where
                 )
                 return
             if layout is Layout.FRESH:
@@ -177,14 +182,10 @@ class Database:
                     f"attuned needs {HEAD_REVISION}; run `attuned db upgrade` (or turn "
                     "database.auto_migrate on)"
                 )
-            missing = attune_schema.missing_parts(connection)
-        if missing:
-            raise attune_schema.AttuneSchemaMissing(
-                f"{self.where}: Attune's schema lacks {', '.join(missing[:12])}"
-            )
+            attune_schema.ensure(connection, may_create=False, where=self.where)
 
     def _create_fresh(self, connection: Connection) -> None:
-        attune_schema.ensure(connection, may_create=self.create_attune_tables, where=self.where)
+        attune_schema.ensure(connection, may_create=self.may_create_attune_tables, where=self.where)
         if not self.is_sqlite:
             connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {OWN_SCHEMA}"))
         SQLModel.metadata.create_all(connection, tables=own_tables())
@@ -227,7 +228,7 @@ class Database:
         config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         config.attributes["connection"] = connection
         config.attributes["own_schema"] = self.own_schema
-        config.attributes["create_attune_tables"] = self.create_attune_tables
+        config.attributes["create_attune_tables"] = self.may_create_attune_tables
         config.attributes["where"] = self.where
         return config
 

@@ -80,7 +80,8 @@ def create(connection: Connection) -> None:
 
 
 def ensure(connection: Connection, *, may_create: bool, where: str) -> bool:
-    """Make sure Attune's tables are there; True when they were created now.
+    """Make sure Attune's tables are there; True when they were created now (only where
+    `may_create`: SQLite, or PostgreSQL with `database.create_attune_tables`).
 
     Raises AttuneSchemaMissing when they are not and may not be created, or when only some
     of them are there (a database attuned must not half-build)."""
@@ -89,7 +90,7 @@ def ensure(connection: Connection, *, may_create: bool, where: str) -> bool:
         return False
     expected = set(_expected())
     nothing = expected.issubset(set(missing))
-    if nothing and (may_create or connection.dialect.name == "sqlite"):
+    if nothing and may_create:
         create(connection)
         return True
     if nothing:
