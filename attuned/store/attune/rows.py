@@ -134,7 +134,8 @@ def add_component(rows: PackRows, component: Component, pack_ref: str) -> None:
     """Append the rows of one component to `rows` (its table is chosen by its kind)."""
     spec, ref = component.spec, component.ref
     common = {"ref": ref, "pack_ref": pack_ref}
-    label = spec.label if not isinstance(spec, Workflow) and spec.label else None
+    # Attune's loader labels triggers, actions, rules and sensors it finds without one
+    label = (None if isinstance(spec, Workflow) else spec.label) or generate_label(component.name)
     if isinstance(spec, PermissionSetSpec):
         rows.permission_sets.append(
             {**common, "label": spec.label, "description": spec.description, "grants": spec.grants}
@@ -145,7 +146,7 @@ def add_component(rows: PackRows, component: Component, pack_ref: str) -> None:
         rows.triggers.append(
             {
                 **common,
-                "label": label or generate_label(component.name),
+                "label": label,
                 "description": spec.description,
                 "enabled": spec.enabled,
                 "is_adhoc": False,
@@ -154,15 +155,15 @@ def add_component(rows: PackRows, component: Component, pack_ref: str) -> None:
             }
         )
     elif isinstance(spec, ActionSpec):
-        rows.actions.append(_action(common, spec, label or generate_label(component.name)))
+        rows.actions.append(_action(common, spec, label))
     elif isinstance(spec, RuleSpec):
-        rows.rules.append(_rule(common, spec, label or generate_label(component.name), pack_ref))
+        rows.rules.append(_rule(common, spec, label, pack_ref))
     elif isinstance(spec, SensorSpec):
         rows.sensors.append(
             SensorRows(
                 {
                     **common,
-                    "label": label or generate_label(component.name),
+                    "label": label,
                     "description": spec.description,
                     "entrypoint": spec.entry_point or "",
                     "runtime_version_constraint": spec.runtime_version,
