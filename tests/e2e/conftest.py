@@ -180,8 +180,12 @@ def build_pack(
     version: str | None = None,
     test_script: str | None = None,
     extra: dict[str, Any] | None = None,
+    files: dict[str, bytes] | None = None,
 ) -> Path:
     shutil.copytree(source, target)
+    for rel, data in (files or {}).items():  # in place before the pack is dropped
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        (target / rel).write_bytes(data)
     manifest = yaml.safe_load((target / "pack.yaml").read_text())
     if version is not None:
         manifest["version"] = version
