@@ -2,9 +2,9 @@
 
 What Attune reads lives in Attune's tables (`attuned.store.attune`); these hold what only
 attuned needs: which packs it manages and from where, every test run (Attune's cascade
-deletes a rolled-back pack's runs, the audit trail must not), activations, suspensions and
-the pack contents followers fetch. Nothing here has a foreign key into Attune's schema:
-Attune's migrations must stay free to rebuild their tables.
+deletes a rolled-back pack's runs, the audit trail must not), activations, suspensions, the
+pack contents followers fetch, and the event outbox. Nothing here has a foreign key into
+Attune's schema: Attune's migrations must stay free to rebuild their tables.
 """
 
 from __future__ import annotations
@@ -12,7 +12,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+)
 from sqlmodel import Field, SQLModel
 
 OWN_SCHEMA = "attuned"
@@ -127,3 +135,55 @@ class PackArchive(SQLModel, table=True):
     compressed_size: int
     data: bytes  # LargeBinary: BYTEA on PostgreSQL, BLOB on SQLite
     created_at: datetime = _timestamp()
+
+
+class OutboxEvent(SQLModel, table=True):
+    """A state change to tell the world about, written in the transaction of the change
+    itself (so it is never lost and never invented). `id` is the event's stable identity,
+    the idempotency key receivers see on every attempt; `seq` orders events."""
+
+    __tablename__ = "outbox_event"
+    __table_args__ = (
+        Index("ix_attuned_outbox_event_id", "id", unique=True),
+        _IN_OWN_SCHEMA,
+    )
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(max_length=36)
+    name: str = Field(max_length=64)  # the log's event name: pack.registered, source.error ...
+    severity: str = Field(max_length=8)  # info | warning | error
+    subject: str = Field(max_length=300)  # delivery order is kept per subject: pack:<ref> ...
+    ref: str | None = Field(default=None, max_length=255, index=True)  # the pack, if any
+    node: str = Field(default="", max_length=255)  # the host that wrote it
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _timestamp(index=True)
+
+
+class OutboxDelivery(SQLModel, table=True):
+    """One event on its way to one sink: pending until delivered or dead (attempts used up,
+    or a refusal that no retry can change). The dispatcher's whole state: a restart resumes
+    from these rows."""
+
+    __tablename__ = "outbox_delivery"
+    __table_args__ = (
+        Index("ix_attuned_outbox_delivery_queue", "sink", "state", "subject", "event_seq"),
+        Index("ix_attuned_outbox_delivery_event_sink", "event_seq", "sink", unique=True),
+        _IN_OWN_SCHEMA,
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_seq: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey(f"{OWN_SCHEMA}.outbox_event.seq", ondelete="CASCADE"),
+            nullable=False,
+        )
+    )
+    sink: str = Field(max_length=64)
+    subject: str = Field(max_length=300)  # the event's, so the queue needs no join
+    state: str = Field(default="pending", max_length=16)  # pending | delivered | dead
+    attempts: int = 0
+    next_attempt_at: datetime = _timestamp()
+    last_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    last_error: str | None = None
+    delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
