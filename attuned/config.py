@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 
 from attuned.envs.settings import EnvironmentSettings
 from attuned.errors import ConfigError, Problem, ValidationFailed
+from attuned.notify.settings import OutboxConfig, SinkConfig
 from attuned.pack.manifest import check_ref
 from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.testing.settings import ExecutorSettings
@@ -154,14 +155,21 @@ class AttunedConfig(_Section):
     testing: ExecutorSettings = Field(default_factory=ExecutorSettings)
     environments: EnvironmentSettings = Field(default_factory=EnvironmentSettings)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    notify: list[SinkConfig] = Field(
+        default_factory=list, description="where events go: webhook, exec and attune sinks"
+    )
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     _path: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _unique_source_names(self) -> AttunedConfig:
-        names = [s.name for s in self.sources]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"source names must be unique: {', '.join(duplicates)}")
+    def _unique_names(self) -> AttunedConfig:
+        for what, names in (
+            ("source", [s.name for s in self.sources]),
+            ("notify sink", [s.name for s in self.notify]),
+        ):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{what} names must be unique: {', '.join(duplicates)}")
         return self
 
     @property

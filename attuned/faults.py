@@ -20,6 +20,7 @@ POINTS = (
     "after_commit",  # committed, store symlink not swapped yet
     "mid_swap",  # the new symlink made under a scratch name, not yet renamed over the old
     "mid_gc",  # removing old versions or snapshots
+    "after_send",  # an event delivered to a sink, its delivery not recorded yet
 )
 
 _lock = threading.Lock()

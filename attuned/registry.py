@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -31,14 +32,18 @@ from attuned.errors import (
     TestsFailed,
     ValidationFailed,
 )
+from attuned.notify import events
 from attuned.pack.components import external_refs
 from attuned.pack.content import digest
 from attuned.pack.loader import Pack, load_pack
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.report.log import Event, get_logger
-from attuned.store import repository
+from attuned.store import outbox, repository
+from attuned.store.attune import reader
 from attuned.store.attune.rows import Installation
 from attuned.store.database import Database
+from attuned.store.models import utcnow
+from attuned.store.outbox import EventRecord, Outbox
 from attuned.store.packstore import PackStore
 from attuned.store.repository import RegisteredPack
 from attuned.testing.executor import TestExecutor
@@ -96,6 +101,27 @@ class Provenance:
     source_url: str | None = None  # default: `origin`
 
 
+def about(pack: Pack | RegisteredPack, source: str | None, revision: str | None) -> dict[str, Any]:
+    """The fields every pack event carries, in the log and in the outbox."""
+    return {
+        "pack": pack.ref,
+        "version": pack.version,
+        "digest": pack.digest or None,
+        "source": source,
+        "revision": revision,
+    }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a registration that goes ahead is told: why it ran, how the gate ended, and the
+    version it replaces."""
+
+    trigger: Trigger
+    outcome: Outcome
+    previous_version: str | None
+
+
 @dataclass(frozen=True)
 class Registration:
     """What a successful `register` did."""
@@ -151,10 +177,12 @@ class Registry:
         hooks: CommitHooks | None = None,
         environments: PythonEnvironments | None = None,
         snapshots_dir: Path | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         """`environments`: where packs' Python dependencies are installed (without it,
         tests run with `testing.python` as is); `snapshots_dir`: the daemon's snapshots,
-        whose environments are kept too."""
+        whose environments are kept too; `outbox`: where the events of each change are
+        written, in the change's transaction (its routes name the sinks to deliver to)."""
         self.db = database
         self.store = store
         self.executor = executor or TestExecutor()
@@ -163,6 +191,7 @@ class Registry:
         self.snapshots_dir = snapshots_dir
         self.keep_versions = keep_versions
         self.hooks = hooks or CommitHooks()
+        self.outbox = outbox or Outbox()
         self._write_lock = threading.Lock()  # database writes stay serialized across threads
 
     @classmethod
@@ -180,6 +209,7 @@ class Registry:
             keep_versions=config.reconcile.keep_versions,
             environments=tester.environments,
             snapshots_dir=config.snapshots_path,
+            outbox=Outbox(events.routes(config.notify), node=config.cluster.node),
         )
         registry.repair_store()
         return registry
@@ -206,6 +236,7 @@ class Registry:
         """
         pack = load_pack(path)
         provenance = provenance or Provenance(origin=str(path.absolute()))
+        facts = about(pack, provenance.source, provenance.source_revision)
         plog = log.bind(
             pack=pack.ref, version=pack.version, digest=pack.digest, source=provenance.source
         )
@@ -244,22 +275,36 @@ class Registry:
                 result = run.result
                 faults.point("after_tests")
                 if cancel is not None and cancel.is_set():  # killed by shutdown: not a verdict
-                    self._record_only(result, trigger, Outcome.CANCELLED, pack.digest)
+                    self._record_only(result, trigger, Outcome.CANCELLED, facts)
                     raise RegistrationCancelled(f"tests of {pack.ref} {pack.version} cancelled")
                 if run.problem is not None and not force:  # the tests could not run at all
-                    self._record_only(result, trigger, Outcome.ENVIRONMENT_FAILED, pack.digest)
-                    plog.warning(Event.PACK_ROLLED_BACK, reason=result.gate.reason)
+                    written = self._record_only(result, trigger, Outcome.ENVIRONMENT_FAILED, facts)
+                    plog.warning(
+                        Event.PACK_ROLLED_BACK,
+                        reason=result.gate.reason,
+                        event_id=_id_of(written, Event.PACK_ROLLED_BACK),
+                    )
                     if run.problem.transient:  # pip's index may be back on the next try
                         raise EnvironmentNotReady(result)
                     raise TestsRolledBack(result)  # a missing runtime: the same again
             outcome = _outcome(result, force)
             if outcome is Outcome.ROLLED_BACK:
                 assert result is not None
-                self._record_only(result, trigger, outcome, pack.digest)
-                plog.warning(Event.PACK_ROLLED_BACK, reason=result.gate.reason)
+                written = self._record_only(result, trigger, outcome, facts)
+                plog.warning(
+                    Event.PACK_ROLLED_BACK,
+                    reason=result.gate.reason,
+                    event_id=_id_of(written, Event.PACK_ROLLED_BACK),
+                )
                 raise TestsRolledBack(result)
-            saved = self._commit(
-                pack, result, trigger, outcome, provenance, plog, version_dir, force
+            saved, written = self._commit(
+                pack,
+                result,
+                Decision(trigger, outcome, existing.version if existing else None),
+                provenance,
+                plog,
+                version_dir,
+                force,
             )
             record = saved.pack
             faults.point("after_commit")
@@ -272,6 +317,7 @@ class Registry:
                 Event.PACK_FORCED,
                 outcome=outcome.value,
                 reason=result.gate.reason if result else "",
+                event_id=_id_of(written, Event.PACK_FORCED),
             )
         plog.info(
             _REGISTERED_EVENT[trigger],
@@ -279,6 +325,7 @@ class Registry:
             trigger=trigger.value,
             outcome=outcome.value,
             tests=result.status.value if result else "skipped",
+            event_id=_id_of(written, _REGISTERED_EVENT[trigger]),
         )
         warnings = [*pack.warnings, *(Problem(None, w) for w in saved.report.warnings)]
         return Registration(record, result, outcome, trigger, warnings)
@@ -374,31 +421,52 @@ class Registry:
         return run
 
     def _record_only(
-        self, result: PackTestResult, trigger: Trigger, outcome: Outcome, pack_digest: str
-    ) -> None:
+        self,
+        result: PackTestResult | None,
+        trigger: Trigger,
+        outcome: Outcome,
+        facts: dict[str, Any],
+        error: str | None = None,
+    ) -> list[EventRecord]:
+        """Store a run that registered nothing, with its events, in one transaction;
+        returns the events written."""
         with self._write_lock, self.db.write() as session:
             self.hooks.before_commit(session)
-            repository.add_test_run(
-                session,
-                result,
-                trigger_type=trigger.value,
-                outcome=outcome.value,
-                pack_digest=pack_digest,
-            )
+            run_id = None
+            if result is not None:
+                run_id = repository.add_test_run(
+                    session,
+                    result,
+                    trigger_type=trigger.value,
+                    outcome=outcome.value,
+                    pack_digest=facts["digest"] or "",
+                ).id
+            written = _run_events(result, run_id, trigger, outcome, facts)
+            if error is not None:
+                written.append(
+                    events.record(
+                        Event.PACK_REGISTER_FAILED,
+                        {**facts, "trigger": trigger.value, "error": error, "test_run_id": run_id},
+                    )
+                )
+            self._add_events(session, written)
+        return written
 
     def _commit(
         self,
         pack: Pack,
         result: PackTestResult | None,
-        trigger: Trigger,
-        outcome: Outcome,
+        decision: Decision,
         provenance: Provenance,
         plog: Any,
         version_dir: Path,
         force: bool,
-    ) -> repository.Saved:
+    ) -> tuple[repository.Saved, list[EventRecord]]:
         """Attune's rows (pack, components, test execution), attuned's own (managed pack,
-        revision, test run) and the cluster's duties, in one transaction."""
+        revision, test run), the events that tell of it and the cluster's duties, in one
+        transaction."""
+        trigger, outcome = decision.trigger, decision.outcome
+        facts = about(pack, provenance.source, provenance.source_revision)
         try:
             with self._write_lock, self.db.write() as session:
                 saved = repository.save_pack(
@@ -417,32 +485,82 @@ class Registry:
                 )
                 record = saved.pack
                 repository.record_activation(session, record, reason=trigger.value)
+                run_id = None
                 if result is not None:
-                    repository.add_test_run(
+                    run_id = repository.add_test_run(
                         session,
                         result,
                         trigger_type=trigger.value,
                         outcome=outcome.value,
                         pack_digest=pack.digest,
+                    ).id
+                written = _run_events(result, run_id, trigger, outcome, facts)
+                if outcome is not Outcome.REGISTERED:
+                    reason = result.gate.reason if result else ""
+                    written.append(
+                        events.record(
+                            Event.PACK_FORCED,
+                            {**facts, "outcome": outcome.value, "reason": reason},
+                        )
                     )
+                runtimes = reader.runtime_names(session.connection(), record.id, version_dir)
+                written.append(
+                    events.record(
+                        _REGISTERED_EVENT[trigger],
+                        {
+                            **facts,
+                            "pack_id": record.id,
+                            "previous_version": decision.previous_version,
+                            "trigger": trigger.value,
+                            "outcome": outcome.value,
+                            "tests": result.status.value if result else "skipped",
+                            "test_run_id": run_id,
+                            "runtime_names": runtimes,
+                        },
+                    )
+                )
+                self._add_events(session, written)
                 self.hooks.pack_committed(session, record, version_dir)
                 self.hooks.before_commit(session)
                 session.flush()
                 faults.point("before_commit")
         except Exception as exc:
-            if result is not None:  # the run happened: keep it for the audit trail
-                self._record_only(result, trigger, Outcome.ABORTED, pack.digest)
-            plog.error(Event.PACK_REGISTER_FAILED, error=str(exc).splitlines()[0])
+            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            try:  # the run happened: keep it for the audit trail, and say what failed
+                self._record_only(result, trigger, Outcome.ABORTED, facts, error=error)
+            except Exception as again:  # the database is gone: the caller hears the first
+                log.warning(Event.NOTIFY_RECORD_FAILED, pack=pack.ref, error=str(again))
+            plog.error(Event.PACK_REGISTER_FAILED, error=error)
             raise
         for warning in saved.report.warnings:  # said once the registration stands
             plog.warning(Event.PACK_REGISTRATION_WARNING, problem=warning)
-        return saved
+        return saved, written
+
+    def _add_events(self, session: Session, records: list[EventRecord]) -> None:
+        for record in records:
+            self.outbox.add(session, record)
+
+    def record_events(self, records: list[EventRecord]) -> int:
+        """Write events that are not part of a registration (a pack blocked, a source
+        unreadable, drift repaired) in a transaction of their own; returns how many were
+        new (a condition reported before keeps its id and is not written twice)."""
+        with self._write_lock, self.db.write() as session:
+            self.hooks.before_commit(session)
+            return sum(self.outbox.add(session, record) for record in records)
 
     # -- removal and upkeep ---------------------------------------------------------------
 
     def unregister(
-        self, ref: str, *, force: bool = False, reason: str = "unregistered"
+        self,
+        ref: str,
+        *,
+        force: bool = False,
+        reason: str = "unregistered",
+        pruned: str | None = None,
     ) -> RegisteredPack:
+        """Remove `ref` from Attune's tables and the store. `pruned`: why the daemon removes
+        it (its source no longer offers it); said as `pack.removed` besides
+        `pack.unregistered`."""
         with self._write_lock, self.db.write() as session:
             record = repository.get_pack(session, ref)
             if record is None:
@@ -455,6 +573,17 @@ class Registry:
                 )
             repository.close_revision(session, ref, reason)
             repository.delete_pack(session, ref)
+            facts = about(record, record.source, record.source_revision)
+            fields = dict(forced=bool(users), files_removed=record.managed)
+            written = [
+                events.record(
+                    Event.PACK_UNREGISTERED,
+                    {**facts, "pack_id": record.id, "reason": reason, **fields},
+                )
+            ]
+            if pruned is not None:
+                written.append(events.record(Event.PACK_REMOVED, {**facts, "reason": pruned}))
+            self._add_events(session, written)
             self.hooks.pack_removed(session, ref)
             self.hooks.before_commit(session)
         if record.managed:  # a pack Attune registered itself: its files are Attune's
@@ -463,9 +592,17 @@ class Registry:
             Event.PACK_UNREGISTERED,
             pack=ref,
             version=record.version,
-            forced=bool(users),
-            files_removed=record.managed,
+            event_id=written[0].id,
+            **fields,
         )
+        if pruned is not None:
+            log.info(
+                Event.PACK_REMOVED,
+                pack=ref,
+                version=record.version,
+                reason=pruned,
+                event_id=written[1].id,
+            )
         self.collect_environments()
         return record
 
@@ -477,10 +614,23 @@ class Registry:
                 return []
         with self._write_lock, self.db.write() as session:
             linked = repository.link_pending_runtimes(session)
+            written = [events.record(Event.PACK_RUNTIME_LINKED, {"actions": linked})]
+            if linked:
+                self._add_events(session, written)
             self.hooks.before_commit(session)
         if linked:
-            log.info(Event.PACK_RUNTIME_LINKED, actions=linked)
+            log.info(Event.PACK_RUNTIME_LINKED, actions=linked, event_id=written[0].id)
         return linked
+
+    def prune_events(self, retention_days: float) -> int:
+        """Forget delivered (or dead) events older than the retention; pending ones stay."""
+        before = utcnow() - timedelta(days=retention_days)
+        with self.db.read() as session:  # a full pass asks: a read, a write only when due
+            if not outbox.any_before(session, before):
+                return 0
+        with self._write_lock, self.db.write() as session:
+            self.hooks.before_commit(session)
+            return outbox.prune(session, before)
 
     def repair_store(self, min_age: float = 3600.0) -> list[str]:
         """Make the store agree with the database after a crash between commit and swap.
@@ -534,7 +684,8 @@ class Registry:
         pack = load_pack(served)
         log.info(Event.PACK_TEST_STARTED, pack=ref, version=pack.version, trigger="manual")
         result = self.tester.run(served, pack.manifest, cancel=cancel).result
-        self._record_only(result, Trigger.MANUAL, Outcome.TESTED, pack.digest)
+        facts = about(pack, registered.source, registered.source_revision)
+        self._record_only(result, Trigger.MANUAL, Outcome.TESTED, facts)
         return result
 
 
@@ -580,6 +731,36 @@ _REGISTERED_EVENT = {
     Trigger.REINSTALL: Event.PACK_REINSTALLED,
     Trigger.MANUAL: Event.PACK_REGISTERED,
 }
+
+
+def _run_events(
+    result: PackTestResult | None,
+    run_id: int | None,
+    trigger: Trigger,
+    outcome: Outcome,
+    facts: dict[str, Any],
+) -> list[EventRecord]:
+    """The events of a stored test run: it finished, the gate failed, it was rolled back."""
+    if result is None:
+        return []
+    fields = {
+        **facts,
+        "trigger": trigger.value,
+        "outcome": outcome.value,
+        "tests": events.test_summary(result, run_id),
+    }
+    written = [events.record(Event.PACK_TEST_FINISHED, fields)]
+    if not result.gate.passed:
+        written.append(events.record(Event.PACK_TEST_FAILED, fields))
+    if outcome in (Outcome.ROLLED_BACK, Outcome.ENVIRONMENT_FAILED):
+        written.append(
+            events.record(Event.PACK_ROLLED_BACK, {**fields, "reason": result.gate.reason})
+        )
+    return written
+
+
+def _id_of(written: list[EventRecord], event: Event) -> str | None:
+    return next((r.id for r in written if r.name == event), None)
 
 
 def _trigger_for(existing: RegisteredPack | None, pack: Pack) -> Trigger:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, TextIO
@@ -64,6 +65,12 @@ class Event(StrEnum):
     ENV_REMOVED = "env.removed"
     ENV_RUNTIME_MISSING = "env.runtime.missing"
     METRICS_WRITE_FAILED = "metrics.write.failed"
+    NOTIFY_DELIVERED = "notify.delivered"
+    NOTIFY_RETRY = "notify.retry"
+    NOTIFY_DEAD = "notify.dead"
+    NOTIFY_SINK_FAILED = "notify.sink.failed"
+    NOTIFY_RECORD_FAILED = "notify.record.failed"
+    NOTIFY_REDELIVERED = "notify.redelivered"
     DB_MIGRATED = "db.migrated"
     DB_CONVERTED = "db.converted"
     LIBRARY_LOG = "library.log"
@@ -179,15 +186,28 @@ def get_logger(**bound: Any) -> Any:
     return structlog.get_logger("attuned", **bound)
 
 
+# the daemon's hook that turns a log event into an outbox event: (event, fields, stable key)
+Announce = Callable[[Event, dict[str, Any], str | None], None]
+
+
+def _unheard(_event: Event, _fields: dict[str, Any], _stable: str | None) -> None:
+    return None
+
+
 class ConditionLog:
     """Log a standing condition (blocked, conflict, invalid) when it appears or changes,
-    not on every pass: a pack blocked for a day must not write a line every 5 minutes."""
+    not on every pass: a pack blocked for a day must not write a line every 5 minutes.
 
-    def __init__(self) -> None:
+    `announce` is told the same, and is how the scanning and checking parts of the daemon
+    also put events (source.error, pack.drift.repaired) in the outbox."""
+
+    def __init__(self, announce: Announce = _unheard) -> None:
         self._reasons: dict[str, str] = {}
+        self.announce = announce
 
     def report(self, key: str, event: Event, **fields: Any) -> None:
         reason = str(fields.get("reason"))
         if self._reasons.get(key) != reason:
             self._reasons[key] = reason
             get_logger().warning(event, **fields)
+            self.announce(event, fields, f"{key}\x1f{reason}")

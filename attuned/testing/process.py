@@ -11,12 +11,14 @@ import os
 import selectors
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import IO
 
 from attuned.testing.capture import BoundedCapture
 
@@ -70,11 +72,45 @@ def run_process(
     preexec_fn: Callable[[], None] | None = None,
     cancel: threading.Event | None = None,
     spare_leader_from_term: bool = False,
+    stdin: bytes | None = None,
 ) -> ProcessOutcome:
     """Run `argv` to completion, timeout or cancellation; never leaves its session running.
 
     `spare_leader_from_term`: the main process is a sandbox (bwrap) whose death kills every
-    process inside at once; SIGTERM goes to the others only, so they get the grace period."""
+    process inside at once; SIGTERM goes to the others only, so they get the grace period.
+    `stdin`: bytes the process reads on its standard input (from a file, so a process that
+    never reads it cannot block us); without it, stdin is closed."""
+    with tempfile.TemporaryFile() if stdin is not None else contextlib.nullcontext() as given:
+        if given is not None:
+            given.write(stdin or b"")
+            given.seek(0)
+        return _run(
+            argv,
+            cwd=cwd,
+            env=env,
+            timeout=timeout,
+            kill_grace=kill_grace,
+            capture_limit=capture_limit,
+            preexec_fn=preexec_fn,
+            cancel=cancel,
+            spare_leader_from_term=spare_leader_from_term,
+            stdin=given if given is not None else subprocess.DEVNULL,
+        )
+
+
+def _run(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    kill_grace: float,
+    capture_limit: int,
+    preexec_fn: Callable[[], None] | None,
+    cancel: threading.Event | None,
+    spare_leader_from_term: bool,
+    stdin: IO[bytes] | int,
+) -> ProcessOutcome:
     stdout, stderr = BoundedCapture(capture_limit), BoundedCapture(capture_limit)
     started = time.monotonic()
     try:
@@ -82,7 +118,7 @@ def run_process(
             list(argv),
             cwd=cwd,
             env=dict(env),
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # own session and process group: one kill reaches all

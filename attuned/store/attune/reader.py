@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Table, select
@@ -115,3 +116,25 @@ def components_of(connection: Connection, pack: int) -> list[ComponentRow]:
                 ComponentRow(kind, int(row[0]), str(row[1]), details.get("label"), details)
             )
     return found
+
+
+def runtime_names(connection: Connection, pack: int, pack_dir: Path) -> list[str]:
+    """What Attune's API puts in `PackRegistered.runtime_names` (its
+    `pack_environment::collect_runtime_names_for_pack`): the lowercase names of the runtimes
+    the pack's actions run on that need an environment set up, because their
+    `execution_config` has an `environment`, or names a `dependencies.manifest_file` the pack
+    has."""
+    rows = connection.execute(
+        select(t.runtime.c.name, t.runtime.c.execution_config)
+        .join(t.action, t.action.c.runtime == t.runtime.c.id)
+        .where(t.action.c.pack == pack)
+    ).all()
+    names = set()
+    for name, config in rows:
+        config = config if isinstance(config, dict) else {}
+        dependencies = config.get("dependencies")
+        manifest = dependencies.get("manifest_file") if isinstance(dependencies, dict) else None
+        has_manifest = isinstance(manifest, str) and (pack_dir / manifest).exists()
+        if config.get("environment") is not None or has_manifest:
+            names.add(str(name).lower())
+    return sorted(names)
