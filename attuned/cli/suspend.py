@@ -9,6 +9,7 @@ import signal
 from attuned.cli.common import add_common, config_of, open_registry, print_json
 from attuned.cli.reconcile import running_daemon_pid
 from attuned.errors import AttunedError
+from attuned.notify import events
 from attuned.report.log import Event, get_logger
 from attuned.store import repository
 
@@ -27,16 +28,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    event = Event.PACK_SUSPENDED if args.verb == "suspend" else Event.PACK_RESUMED
     with open_registry(args) as registry, registry.db.write() as session:
         if args.verb == "suspend":
             changed = repository.suspend(session, args.ref, args.reason)
         else:
             changed = repository.resume(session, args.ref)
-    get_logger().info(
-        Event.PACK_SUSPENDED if args.verb == "suspend" else Event.PACK_RESUMED,
-        pack=args.ref,
-        changed=changed,
-    )
+        fields = {"pack": args.ref, "reason": getattr(args, "reason", None)}
+        told = events.record(event, fields)
+        if changed:  # in the same transaction: the event is there exactly when the change is
+            registry.outbox.add(session, told)
+    get_logger().info(event, pack=args.ref, changed=changed, event_id=told.id if changed else None)
     notified = _nudge_daemon(args)
     if args.json:
         print_json(

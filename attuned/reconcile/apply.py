@@ -184,15 +184,9 @@ class Applier:
     def _remove(self, action: Action) -> StepResult:
         started = time.monotonic()
         try:
-            self.registry.unregister(action.ref, reason="pruned")
+            self.registry.unregister(action.ref, reason="pruned", pruned=action.reason)
         except Exception as exc:
             return self._failed(action, exc, started)
-        log.info(
-            Event.PACK_REMOVED,
-            pack=action.ref,
-            version=action.current_version,
-            reason=action.reason,
-        )
         return StepResult(action, StepOutcome.DONE, _ms(started))
 
     def _failed(self, action: Action, exc: Exception, started: float) -> StepResult:

@@ -25,6 +25,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from attuned import __version__, faults
 from attuned.config import AttunedConfig, DirectorySourceConfig, default_config, load_config
 from attuned.errors import AttunedError
+from attuned.notify import events
+from attuned.notify.recorder import EventRecorder
 from attuned.reconcile import facts
 from attuned.reconcile.apply import Applier, SourcePolicy, StepOutcome, StepResult
 from attuned.reconcile.debounce import Debouncer
@@ -45,6 +47,7 @@ from attuned.report.status import (
     PackStatus,
     Phase,
     ReconcileSummary,
+    SinkStatus,
     Status,
     now,
     write_status,
@@ -55,6 +58,7 @@ from attuned.systemd import Notifier, WatchdogPinger, summary_line, watchdog_int
 
 if TYPE_CHECKING:  # psycopg costs 8 MiB of RSS: imported only on PostgreSQL
     from attuned.cluster.role import ClusterRole
+    from attuned.notify.dispatcher import Dispatcher
 
 log = get_logger()
 
@@ -150,7 +154,8 @@ class Daemon:
         self.lock = StateLock(config.state_dir)
         self.registry: Registry | None = None
         self.snapshots = SnapshotStore(config.snapshots_path)
-        self.conditions = ConditionLog()
+        self.recorder = EventRecorder()
+        self.conditions = ConditionLog(self._announce)
         self.sources = SourceSet(self.snapshots, self.conditions)
         self.drift = DriftCheck(self.snapshots, self.conditions)
         self.memory = Memory()
@@ -177,6 +182,7 @@ class Daemon:
         # the idle loop must beat well within the watchdog's staleness limit
         self._tick = min(1.0, self.pinger.stale_after / 3) if self.pinger else 1.0
         self._status_sent_at = 0.0
+        self.dispatcher: Dispatcher | None = None  # started with the registry, when sinks exist
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -211,10 +217,12 @@ class Daemon:
                     raise AttunedError(f"{holder} leads this database; followers do not reconcile")
                 self.role = "leader"
             self.reconcile_pass("once")
+            self._deliver_once()
             self.phase = "stopped"
             self._write_status()
             return 4 if self.any_failed else 0
         finally:
+            self._stop_dispatcher()
             self._close_registry()
             self.lock.release()
 
@@ -254,6 +262,8 @@ class Daemon:
             self.requests.wake.wait(timeout=self._tick)
             if self.requests.stop:
                 return
+            if self.dispatcher is not None and self.dispatcher.changed.is_set():
+                self._write_status()  # deliveries moved: the status shows their counts
             full, changed, reload = self.requests.take()
             if self._overflow.is_set():
                 self._recover_watches()
@@ -287,6 +297,7 @@ class Daemon:
             if leads:
                 self.role = "leader"
                 if became:
+                    self._announce(Event.CLUSTER_LEADER_ELECTED, {"node": cluster.node}, None)
                     self.requests.ask(full=True)
                 return False
             self.role = "follower"
@@ -367,6 +378,7 @@ class Daemon:
                 watcher.stop()
         if self._debouncer is not None:
             self._debouncer.stop()
+        self._stop_dispatcher()
         self.phase = "stopped"
         self._write_status()
         self._close_registry()
@@ -377,6 +389,7 @@ class Daemon:
         log.info(Event.DAEMON_STOPPED, uptime_s=round((now() - self.started_at).total_seconds(), 1))
 
     def _close_registry(self) -> None:
+        self.recorder.write = None
         if self.cluster is not None:
             self.cluster.close()
             self.cluster = None
@@ -489,11 +502,18 @@ class Daemon:
             fresh
             if not needs_restart
             else self.config.model_copy(
-                update={"sources": fresh.sources, "reconcile": fresh.reconcile, "log": fresh.log}
+                update={
+                    "sources": fresh.sources,
+                    "reconcile": fresh.reconcile,
+                    "log": fresh.log,
+                    "notify": fresh.notify,
+                    "outbox": fresh.outbox,
+                }
             )
         )
         self.config._path = fresh.path
         added, removed = self.sources.configure(self.config)
+        self._configure_notify()
         self._watch_all()
         self._schedule_polls()
         log.info(
@@ -521,6 +541,7 @@ class Daemon:
         log.info(Event.RECONCILE_STARTED, trigger=trigger)
         try:
             registry = self._registry()
+            self.recorder.flush()  # events a database outage kept back
             scans = self.sources.scan_all(poll or set(), heartbeat=self._beat, changed=changed)
             faults.point("after_snapshot")
             with registry.db.read() as session:
@@ -535,6 +556,7 @@ class Daemon:
             plan = make_plan(desired, actual, self.memory, time.time())
             self._log_plan(plan)
             results = self._apply(registry, plan)
+            self._announce_failures(results)
             self.memory = remember(
                 self.memory,
                 results,
@@ -564,11 +586,13 @@ class Daemon:
     def _registry(self) -> Registry:
         if self.registry is None:
             self.registry = Registry.from_config(self.config)
+            self.recorder.write = self.registry.record_events
             with self.registry.db.read() as session:
                 remembered = facts.remembered_failures(session)
             self.memory = Memory(
                 failures={**remembered, **self.memory.failures}, suspended=self.memory.suspended
             )
+            self._configure_notify()
         return self.registry
 
     def _log_plan(self, plan: Plan) -> None:
@@ -608,6 +632,8 @@ class Daemon:
         def progress(result: StepResult) -> None:
             if result.test_status is not None:
                 self.counters.count_test(result.test_status)
+            if self.dispatcher is not None:
+                self.dispatcher.wake()  # the step wrote events: deliver them now
             if result.outcome is StepOutcome.DONE:
                 self._write_status()
 
@@ -683,6 +709,112 @@ class Daemon:
         self._close_registry()
         self._retry_in(delay)
 
+    # -- events out ---------------------------------------------------------------------------
+
+    def _announce(self, event: Event, fields: dict[str, Any], stable: str | None) -> None:
+        """A log event of the daemon's that is also an outbox event (source.error,
+        pack.blocked ...): written now, or on the next pass if the database refuses."""
+        if event not in events.OUTBOX_EVENTS:
+            return
+        if self.recorder.record(events.record(event, fields, stable=stable)) and self.dispatcher:
+            self.dispatcher.wake()
+
+    def _announce_failures(self, results: list[StepResult]) -> None:
+        for result in results:
+            if result.outcome is not StepOutcome.FAILED:
+                continue
+            candidate = result.action.candidate
+            fields = dict(
+                pack=result.ref,
+                version=candidate.version if candidate else result.action.current_version,
+                digest=candidate.digest if candidate else None,
+                source=candidate.source if candidate else None,
+                revision=candidate.source_revision if candidate else None,
+                action=result.action.kind.value,
+                failure=result.failure_kind.value if result.failure_kind else None,
+                error=result.error,
+            )
+            # the same failure of the same content is one event, however often retried
+            stable = f"{result.ref}\x1f{fields['digest']}\x1f{fields['action']}\x1f{result.error}"
+            self._announce(Event.PACK_FAILED, fields, stable)
+
+    def _configure_notify(self) -> None:
+        """Sinks as the config says: the registry routes new events to them, the dispatcher
+        (started with the first sink, on the leader's side only in a cluster) delivers."""
+        if self.registry is not None:
+            self.registry.outbox.routes = events.routes(self.config.notify)
+        if self.dispatcher is not None:
+            self.dispatcher.poll_interval = self.config.outbox.poll_interval
+            self.dispatcher.reconfigure(self.config.notify)
+        elif self.config.notify and self.registry is not None:
+            self.dispatcher = self._make_dispatcher()
+            self.dispatcher.start()
+        if self.dispatcher is not None:
+            self._refresh_deliveries()
+
+    def _make_dispatcher(self) -> Dispatcher:
+        from attuned.notify.dispatcher import Dispatcher
+        from attuned.store.database import Database
+
+        return Dispatcher(
+            Database.from_config(self.config),
+            self.config.notify,
+            poll_interval=self.config.outbox.poll_interval,
+            active=lambda: self.role == "leader",
+            on_attempt=self.counters.count_notify,
+        )
+
+    def _deliver_once(self) -> None:
+        """`reconcile --once`: deliver what this pass (and any earlier one) left due, for up
+        to `outbox.drain_timeout`; what is left waits in the outbox for the next run."""
+        if self.config.notify and self.registry is not None:
+            self.dispatcher = self._make_dispatcher()
+            self.dispatcher.drain(self.config.outbox.drain_timeout)
+            self._refresh_deliveries()
+
+    def _stop_dispatcher(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+            self.dispatcher.database.dispose()
+            self.dispatcher = None
+
+    def _refresh_deliveries(self) -> None:
+        if self.dispatcher is None:
+            return
+        self.dispatcher.changed.clear()
+        try:
+            self.dispatcher.refresh()
+        except Exception as exc:  # the database is down: show the counts last read
+            log.debug(Event.NOTIFY_SINK_FAILED, error=str(exc).splitlines()[0])
+
+    def _notify_status(self) -> list[SinkStatus]:
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            return []
+        if dispatcher.changed.is_set():
+            self._refresh_deliveries()
+        counts, stats = dispatcher.counts(), dispatcher.stats()
+        sinks = []
+        for config in dispatcher.configs:
+            count = counts.get(config.name)
+            broken = stats[config.name].broken if config.name in stats else None
+            sinks.append(
+                SinkStatus(
+                    name=config.name,
+                    type=config.type,
+                    target=config.target(),
+                    dispatching=self.role == "leader",
+                    pending=count.pending if count else 0,
+                    delivered=count.delivered if count else 0,
+                    dead=count.dead if count else 0,
+                    last_error=count.last_error if count else None,
+                    last_error_at=count.last_error_at if count else None,
+                    last_delivered_at=count.last_delivered_at if count else None,
+                    problem=broken,
+                )
+            )
+        return sinks
+
     # -- upkeep on full passes ----------------------------------------------------------------
 
     def _collect_garbage(self, registry: Registry, desired: Desired) -> None:
@@ -693,6 +825,7 @@ class Daemon:
         self.sources.collect_garbage()
         registry.collect_environments()  # after the snapshots: a collected one uses none
         registry.link_pending_runtimes()  # a runtime may have come from outside attuned
+        registry.prune_events(self.config.outbox.retention_days)
         if self.cluster is not None and self.role == "leader":
             self.cluster.collect_garbage()
 
@@ -746,6 +879,7 @@ class Daemon:
             sources=list(self.sources.status.values()),
             packs=self.packs,
             conflicts=self.conflicts,
+            notify=self._notify_status(),
         )
 
 

@@ -64,13 +64,14 @@ class DriftCheck:
             snapshot = self.snapshots.root / record.digest
             if snapshot.is_dir():
                 registry.store.restore(record.ref, record.version, snapshot)
-                log.warning(
-                    Event.PACK_DRIFT_REPAIRED,
+                repaired = dict(
                     pack=record.ref,
                     version=record.version,
                     digest=record.digest,
                     source=record.source,
                 )
+                log.warning(Event.PACK_DRIFT_REPAIRED, **repaired)
+                self.conditions.announce(Event.PACK_DRIFT_REPAIRED, repaired, None)
             else:
                 self.conditions.report(
                     f"drift:{record.ref}:{actual}",

@@ -32,6 +32,7 @@ class MetricCounters:
     pass_errors_total: int = 0
     test_executions_by_status: dict[str, int] = field(default_factory=dict)
     source_last_success: dict[str, datetime] = field(default_factory=dict)
+    notify_attempts: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count_pass(self, *, ok: bool) -> None:
@@ -52,6 +53,12 @@ class MetricCounters:
         with self._lock:
             self.source_last_success[source] = at
 
+    def count_notify(self, sink: str, result: str) -> None:
+        """A delivery attempt to `sink` ended: `delivered`, `retry` or `dead`."""
+        with self._lock:
+            key = (sink, result)
+            self.notify_attempts[key] = self.notify_attempts.get(key, 0) + 1
+
     def snapshot(self) -> MetricCounters:
         """A consistent copy to render from, while other threads keep counting."""
         with self._lock:
@@ -60,6 +67,7 @@ class MetricCounters:
                 pass_errors_total=self.pass_errors_total,
                 test_executions_by_status=dict(self.test_executions_by_status),
                 source_last_success=dict(self.source_last_success),
+                notify_attempts=dict(self.notify_attempts),
             )
 
 
@@ -186,6 +194,37 @@ def _source_families(status: Status, counters: MetricCounters) -> list[_Family]:
     return [up, success, candidates, invalid]
 
 
+NOTIFY_RESULTS = ("delivered", "retry", "dead")
+
+
+def _notify_families(status: Status, counters: MetricCounters) -> list[_Family]:
+    deliveries = _Family(
+        "attuned_notify_deliveries",
+        "gauge",
+        "event deliveries kept in the outbox, by sink and state (pending, delivered, dead)",
+    )
+    attempts = _Family(
+        "attuned_notify_attempts_total",
+        "counter",
+        "delivery attempts since the daemon started, by sink and result",
+    )
+    last = _Family(
+        "attuned_notify_last_delivery_timestamp_seconds",
+        "gauge",
+        "when the sink last took an event, unix seconds",
+    )
+    for sink in status.notify:
+        for state in ("pending", "delivered", "dead"):
+            deliveries.add(getattr(sink, state), sink=sink.name, state=state)
+        for result in NOTIFY_RESULTS:
+            attempts.add(
+                counters.notify_attempts.get((sink.name, result), 0), sink=sink.name, result=result
+            )
+        if sink.last_delivered_at is not None:
+            last.add(sink.last_delivered_at.timestamp(), sink=sink.name)
+    return [deliveries, attempts, last]
+
+
 def render_metrics(status: Status, counters: MetricCounters) -> str:
     """The textfile for this status: every family with HELP and TYPE, in a stable order."""
     counts = counters.snapshot()
@@ -194,6 +233,7 @@ def render_metrics(status: Status, counters: MetricCounters) -> str:
         *_pack_families(status),
         *_reconcile_families(status, counts),
         *_source_families(status, counts),
+        *_notify_families(status, counts),
     ]
     return "".join(_render(f) for f in families)
 

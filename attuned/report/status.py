@@ -53,6 +53,23 @@ class SourceStatus(BaseModel):
     invalid: list[dict[str, Any]] = Field(default_factory=list)
 
 
+class SinkStatus(BaseModel):
+    """One notify sink: its deliveries by state (all hosts', from the database) and the
+    newest error. `dispatching`: this host delivers (the leader does, in a cluster)."""
+
+    name: str
+    type: str
+    target: str
+    dispatching: bool = True
+    pending: int = 0
+    delivered: int = 0
+    dead: int = 0
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_delivered_at: datetime | None = None
+    problem: str | None = Field(None, description="why the sink cannot send at all")
+
+
 class ReconcileSummary(BaseModel):
     started_at: datetime
     finished_at: datetime
@@ -80,6 +97,7 @@ class Status(BaseModel):
     sources: list[SourceStatus] = Field(default_factory=list)
     packs: dict[str, PackStatus] = Field(default_factory=dict)
     conflicts: list[dict[str, str]] = Field(default_factory=list)
+    notify: list[SinkStatus] = Field(default_factory=list)
 
 
 def now() -> datetime:
