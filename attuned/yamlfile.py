@@ -320,6 +320,23 @@ def field_name(loc: Sequence[str | int]) -> str:
     return "".join(parts)
 
 
+def _without_tags(lines: dict[Loc, int], loc: Loc) -> Loc:
+    """Drop the tag a discriminated union puts in a location (`notify[0].webhook.url`):
+    a part the file does not have, where the file has the part after it."""
+    kept: list[str | int] = []
+    for index, part in enumerate(loc):
+        following = loc[index + 1] if index + 1 < len(loc) else None
+        if (
+            isinstance(part, str)
+            and following is not None
+            and (*kept, part) not in lines
+            and (*kept, following) in lines
+        ):
+            continue
+        kept.append(part)
+    return tuple(kept)
+
+
 def problems_from(exc: PydanticValidationError, path: Path, prefix: Loc = ()) -> list[Problem]:
     """Turn a pydantic error into Problems with lines looked up in `path`."""
     lines = line_map(path)
@@ -331,7 +348,7 @@ def problems_from(exc: PydanticValidationError, path: Path, prefix: Loc = ()) ->
             for p in err["loc"]
             if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
         )
-        full = (*prefix, *loc)
+        full = _without_tags(lines, (*prefix, *loc))
         message = err["msg"]
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]

@@ -15,9 +15,10 @@ from structlog.testing import capture_logs
 
 from attuned.errors import ConflictError, DependencyError, ValidationFailed
 from attuned.registry import Outcome, Registry, TestsRolledBack, Trigger
-from attuned.store import repository
+from attuned.store import outbox, repository
 from attuned.store.database import Database
 from attuned.store.models import TestRun
+from attuned.store.outbox import Outbox, StoredEvent
 from attuned.store.packstore import PackStore
 from attuned.testing.executor import TestExecutor
 from attuned.testing.settings import ExecutorSettings
@@ -68,6 +69,12 @@ def executions_in(registry: Registry) -> list[tuple[str, str, str, str]]:
     with registry.db.read() as session:
         rows = session.exec(select(TestRun).order_by(TestRun.id)).all()
         return [(r.pack_ref, r.trigger_type, r.status, r.outcome) for r in rows]
+
+
+def events_in(registry: Registry) -> list[StoredEvent]:
+    """The outbox, oldest first."""
+    with registry.db.read() as session:
+        return [row.event for row in reversed(outbox.listing(session, limit=1000))]
 
 
 def served(registry: Registry) -> dict[str, str]:
@@ -341,6 +348,10 @@ def test_registration_failing_midway_leaves_nothing(
     assert packs_in(registry) == {} and components_in(registry) == []
     assert served(registry) == {} and list(registry.store.versions.iterdir()) == []
     assert executions_in(registry) == [("hello", "register", "passed", "aborted")]
+    # the events of the failed transaction went with it; the aborted run says what happened
+    assert [e.name for e in events_in(registry)] == ["pack.test.finished", "pack.register.failed"]
+    failed = events_in(registry)[1].data
+    assert "injected failure" in failed["error"] and failed["test_run_id"] is not None
 
 
 # unregister ---------------------------------------------------------------------------------
@@ -409,3 +420,115 @@ def test_old_versions_are_kept_up_to_the_limit(
     kept = sorted(p.name.split("-")[1] for p in registry.store.versions.iterdir())
     assert kept == ["1.2.0", "1.3.0"]
     assert served(registry) == {"hello": "1.3.0"}
+
+
+# events: written in the transaction of the change they tell of ---------------------------
+
+
+def test_a_registration_writes_its_events_with_it(
+    registry: Registry, make_pack: PackFactory
+) -> None:
+    registry.register(make_pack(files=ACTION))
+    with registry.db.read() as session:
+        [run] = session.exec(select(TestRun)).all()
+        pack_id = repository.get_pack(session, "hello").id  # type: ignore[union-attr]
+    finished, registered = events_in(registry)
+    assert (finished.name, registered.name) == ("pack.test.finished", "pack.registered")
+    assert finished.data["tests"]["test_run_id"] == run.id
+    assert finished.data["tests"]["status"] == "passed" and finished.data["tests"]["total"] == 2
+    assert registered.data == {
+        "pack": "hello",
+        "version": "1.0.0",
+        "digest": run.pack_digest,
+        "source": None,
+        "revision": None,
+        "pack_id": pack_id,
+        "previous_version": None,
+        "trigger": "register",
+        "outcome": "registered",
+        "tests": "passed",
+        "test_run_id": run.id,
+        "runtime_names": [],
+    }
+    assert (registered.subject, registered.ref, registered.severity) == (
+        "pack:hello",
+        "hello",
+        "info",
+    )
+
+
+def test_a_rollback_tells_which_cases_failed_and_registers_nothing(
+    registry: Registry, make_pack: PackFactory
+) -> None:
+    with pytest.raises(TestsRolledBack):
+        registry.register(make_pack(test_script=FAILING_TEST))
+    assert [e.name for e in events_in(registry)] == [
+        "pack.test.finished",
+        "pack.test.failed",
+        "pack.rolled_back",
+    ]
+    rolled_back = events_in(registry)[-1]
+    assert rolled_back.severity == "warning"
+    assert rolled_back.data["outcome"] == "rolled_back"
+    assert rolled_back.data["reason"].startswith("pass rate 0.75 is below")
+    tests = rolled_back.data["tests"]
+    assert (tests["passed"], tests["failed"], tests["gate_passed"]) == (3, 1, False)
+    assert tests["failed_cases"] == [  # the `simple` format: the script is the case
+        {
+            "suite": "shell",
+            "case": "shell",
+            "status": "failed",
+            "message": "1 failed, 3 passed, 0 skipped",
+        }
+    ]
+
+
+def test_an_upgrade_and_an_unregistration_are_told(
+    registry: Registry, make_pack: PackFactory
+) -> None:
+    registry.register(make_pack(), skip_tests=True)
+    registry.register(make_pack(version="1.1.0"), replace=True, skip_tests=True)
+    with registry.db.read() as session:
+        pack_id = repository.get_pack(session, "hello").id  # type: ignore[union-attr]
+    registry.unregister("hello", pruned="no source offers it")
+    names = [(e.name, e.data.get("version")) for e in events_in(registry)]
+    assert names == [
+        ("pack.registered", "1.0.0"),
+        ("pack.upgraded", "1.1.0"),
+        ("pack.unregistered", "1.1.0"),
+        ("pack.removed", "1.1.0"),
+    ]
+    upgraded, unregistered, removed = events_in(registry)[1:]
+    assert upgraded.data["previous_version"] == "1.0.0" and upgraded.data["tests"] == "skipped"
+    assert unregistered.data["pack_id"] == pack_id and unregistered.data["files_removed"]
+    assert removed.data["reason"] == "no source offers it"
+
+
+def test_events_get_deliveries_only_for_sinks_whose_filter_takes_them(
+    database: Database, tmp_path: Path, make_pack: PackFactory
+) -> None:
+    from attuned.notify.events import routes
+    from attuned.notify.settings import ExecSinkConfig
+
+    sinks = [
+        ExecSinkConfig(name="all", command=["true"]),
+        ExecSinkConfig(name="warnings", command=["true"], severities=["warning", "error"]),
+        ExecSinkConfig(name="others", command=["true"], packs=["other*"]),
+    ]
+    registry = Registry(
+        database,
+        PackStore(tmp_path / "packs"),
+        TestExecutor(ExecutorSettings(kill_grace=0.5)),
+        outbox=Outbox(routes(sinks), node="n1"),
+    )
+    with pytest.raises(TestsRolledBack):
+        registry.register(make_pack(test_script=FAILING_TEST))
+    with registry.db.read() as session:
+        rows = outbox.listing(session, limit=100)
+    by_sink: dict[str | None, list[str]] = {}
+    for row in reversed(rows):
+        by_sink.setdefault(row.sink, []).append(row.event.name)
+    assert by_sink == {
+        "all": ["pack.test.finished", "pack.test.failed", "pack.rolled_back"],
+        "warnings": ["pack.test.failed", "pack.rolled_back"],
+    }

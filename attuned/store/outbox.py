@@ -201,15 +201,6 @@ def queue(session: Session, sink: str, now: datetime, limit: int = 200) -> list[
     ]
 
 
-def next_due(session: Session, sink: str) -> datetime | None:
-    """When `sink`'s earliest pending delivery is due (None: nothing pending)."""
-    return aware(
-        session.connection()
-        .execute(select(func.min(_D.next_attempt_at)).where(_D.sink == sink, _D.state == PENDING))
-        .scalar()
-    )
-
-
 @dataclass(frozen=True)
 class Verdict:
     """What became of one attempt: the delivery's new state and, while pending, when to try
