@@ -513,7 +513,7 @@ class Registry:
                             "previous_version": decision.previous_version,
                             "trigger": trigger.value,
                             "outcome": outcome.value,
-                            "tests": result.status.value if result else "skipped",
+                            "test_status": result.status.value if result else "skipped",
                             "test_run_id": run_id,
                             "runtime_names": runtimes,
                         },
@@ -622,15 +622,22 @@ class Registry:
             log.info(Event.PACK_RUNTIME_LINKED, actions=linked, event_id=written[0].id)
         return linked
 
-    def prune_events(self, retention_days: float) -> int:
-        """Forget delivered (or dead) events older than the retention; pending ones stay."""
-        before = utcnow() - timedelta(days=retention_days)
-        with self.db.read() as session:  # a full pass asks: a read, a write only when due
-            if not outbox.any_before(session, before):
-                return 0
+    def prune_events(self, retention_days: float, sinks: set[str]) -> int:
+        """Upkeep of the outbox: deliveries waiting for a sink no longer configured are
+        dead (saying so; `events redeliver --sink` brings them back); delivered and dead
+        events older than the retention go. Reads first: a write only when there is work."""
+        now = utcnow()
+        before = now - timedelta(days=retention_days)
+        with self.db.read() as session:
+            orphans = outbox.orphaned(session, sinks)
+            old = outbox.any_before(session, before)
+        if not orphans and not old:
+            return 0
         with self._write_lock, self.db.write() as session:
             self.hooks.before_commit(session)
-            return outbox.prune(session, before)
+            if orphans:
+                outbox.bury(session, orphans, now)
+            return outbox.prune(session, before) if old else 0
 
     def repair_store(self, min_age: float = 3600.0) -> list[str]:
         """Make the store agree with the database after a crash between commit and swap.

@@ -167,14 +167,13 @@ def _redeliver(args: argparse.Namespace) -> int:
 
 
 def _deliver(args: argparse.Namespace) -> int:
-    from attuned.notify.dispatcher import Dispatcher
+    from attuned.reconcile.daemon import Daemon
 
     config = config_of(args)
     timeout = args.timeout if args.timeout is not None else config.outbox.drain_timeout
-    with open_registry(args) as registry:
-        dispatcher = Dispatcher(registry.db, config.notify)
-        finished = dispatcher.drain(timeout)
-        counts = dispatcher.refresh()
+    finished = Daemon(config).deliver_only(timeout)
+    with open_registry(args) as registry, registry.db.read() as session:
+        counts = outbox.counts(session)
     result = {
         name: {"pending": c.pending, "delivered": c.delivered, "dead": c.dead}
         for name, c in sorted(counts.items())

@@ -84,6 +84,9 @@ class _SinkWorker:
         self.stopping = threading.Event()
         self.wakeup = threading.Event()
         self.sink: Sink | None = None
+        self.troubled = False  # the last look ended in an error (database down, no secret)
+        self.next_retry: datetime | None = None  # the earliest retry this worker scheduled
+        self._said: str | None = None  # the last error logged: an outage is said once
         self.thread = threading.Thread(target=self._run, name=f"notify-{config.name}", daemon=True)
 
     def start(self) -> None:
@@ -102,12 +105,19 @@ class _SinkWorker:
                     continue
                 if self.until_idle:
                     return
-                self.wakeup.wait(self.dispatcher.poll_interval)
+                self.wakeup.wait(self._pause())
                 if self.sink is not None:
                     self.sink.idle()
         finally:
             if self.sink is not None:
                 self.sink.close()
+
+    def _pause(self) -> float:
+        """Until the next look: the poll interval, or sooner when a retry falls due."""
+        pause = self.dispatcher.poll_interval
+        if self.next_retry is not None:
+            pause = min(pause, max((self.next_retry - utcnow()).total_seconds(), 0.01))
+        return pause
 
     def work(self) -> int:
         """One batch; returns how many attempts were made (0: nothing due, or not our turn)."""
@@ -117,20 +127,26 @@ class _SinkWorker:
             if self.sink is None:
                 self.sink = build(self.config, cancel=self.stopping)
                 self.stats.broken = None
-            return self._batch(self.sink)
+            sent = self._batch(self.sink)
         except SecretError as exc:
-            if self.stats.broken != str(exc):
-                log.error(Event.NOTIFY_SINK_FAILED, sink=self.config.name, error=str(exc))
             self.stats.broken = str(exc)
+            self._trouble(str(exc), error_level=True)
             return 0
         except Exception as exc:  # the database is unreachable: try again later
-            log.warning(
-                Event.NOTIFY_SINK_FAILED,
-                sink=self.config.name,
-                error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-            )
+            self._trouble(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             self.stopping.wait(self.dispatcher.poll_interval)
             return 0
+        self.troubled, self._said = False, None
+        return sent
+
+    def _trouble(self, error: str, *, error_level: bool = False) -> None:
+        """Say what stops this sink, once while it lasts (not every poll of an outage)."""
+        self.troubled = True
+        if self._said != error:
+            self._said = error
+            (log.error if error_level else log.warning)(
+                Event.NOTIFY_SINK_FAILED, sink=self.config.name, error=error
+            )
 
     def _batch(self, sink: Sink) -> int:
         database = self.dispatcher.database
@@ -155,6 +171,8 @@ class _SinkWorker:
                 held.add(item.subject)
         with database.write() as session:
             outbox.record(session, verdicts)
+        retries = [v.retry_at for v in verdicts if v.retry_at is not None]
+        self.next_retry = min(retries) if retries else None
         self.dispatcher.changed.set()
         return len(verdicts)
 
@@ -227,15 +245,17 @@ class Dispatcher:
             worker.wakeup.set()
 
     def reconfigure(self, sinks: Sequence[AnySinkConfig]) -> None:
-        """Apply a reloaded config: sinks whose settings changed start over (reading their
-        secrets again); removed ones stop; their deliveries stay in the database."""
-        wanted = {c.name: c for c in sinks}
+        """Apply a reloaded config (SIGHUP): every sink starts over, reading its secrets
+        again (a rotated key takes effect); removed ones stop. Nothing is lost: what was
+        pending stays in the database for the new workers."""
         with self._lock:
-            for name, worker in list(self._workers.items()):
-                if wanted.get(name) != worker.config:
-                    worker.stop()
-                    del self._workers[name]
+            workers = list(self._workers.values())
+            self._workers.clear()
             self._configs = list(sinks)
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.thread.join(timeout=_STOP_WAIT)
         self.start()
 
     def stop(self) -> None:
@@ -250,14 +270,15 @@ class Dispatcher:
 
     def drain(self, timeout: float) -> bool:
         """Deliver what is due now, each sink in its own thread, for up to `timeout` seconds;
-        True when every sink ran out of due deliveries in time."""
+        True when every sink ran out of due deliveries in time (False also when a sink could
+        not work at all: a secret missing, the database down)."""
         workers = [_SinkWorker(self, config, until_idle=True) for config in self._configs]
         for worker in workers:
             worker.start()
         deadline = time.monotonic() + timeout
         for worker in workers:
             worker.thread.join(timeout=max(deadline - time.monotonic(), 0))
-        finished = not any(w.thread.is_alive() for w in workers)
+        finished = not any(w.thread.is_alive() or w.troubled for w in workers)
         for worker in workers:
             worker.stop()
         return finished

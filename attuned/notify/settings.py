@@ -13,7 +13,7 @@ import os
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
@@ -236,8 +236,11 @@ class AttuneSinkConfig(_Sink):
         if password is None:
             return self.url
         parts = urlsplit(self.url)
-        user = parts.username or "guest"
-        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.hostname}"
+        user = unquote(parts.username) if parts.username else "guest"
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6: keep its brackets
+            host = f"[{host}]"
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
         if parts.port:
             netloc += f":{parts.port}"
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

@@ -183,6 +183,7 @@ class Daemon:
         self._tick = min(1.0, self.pinger.stale_after / 3) if self.pinger else 1.0
         self._status_sent_at = 0.0
         self.dispatcher: Dispatcher | None = None  # started with the registry, when sinks exist
+        self.delivering = False  # `run`: deliver all along (`--once` drains after its pass)
 
     # -- life cycle -----------------------------------------------------------------------
 
@@ -199,6 +200,7 @@ class Daemon:
             self._trigger_watcher = FolderWatcher(self._triggered)
             self._watch_all()
             self._start_scheduler()
+            self.delivering = True  # the dispatcher runs beside the loop from the first pass
             self._log_started()
             self._loop()
             return 0
@@ -210,12 +212,7 @@ class Daemon:
         self.lock.acquire()
         try:
             self.sources.configure(self.config)
-            if self.clustered:
-                leads, _ = self._cluster().lead()
-                if not leads:
-                    holder = self._cluster().leader_name() or "another host"
-                    raise AttunedError(f"{holder} leads this database; followers do not reconcile")
-                self.role = "leader"
+            self._lead_or_refuse("reconcile")
             self.reconcile_pass("once")
             self._deliver_once()
             self.phase = "stopped"
@@ -225,6 +222,29 @@ class Daemon:
             self._stop_dispatcher()
             self._close_registry()
             self.lock.release()
+
+    def deliver_only(self, timeout: float) -> bool:
+        """`attuned events deliver`: what is due, for up to `timeout` seconds, as `--once`
+        does after its pass; refused where a daemon runs (it delivers) or another host
+        leads. True when nothing due is left."""
+        self.lock.acquire()
+        try:
+            self._lead_or_refuse("deliver events")
+            self._registry()
+            return self._deliver_once(timeout)
+        finally:
+            self._stop_dispatcher()
+            self._close_registry()
+            self.lock.release()
+
+    def _lead_or_refuse(self, what: str) -> None:
+        if not self.clustered:
+            return
+        leads, _ = self._cluster().lead()
+        if not leads:
+            holder = self._cluster().leader_name() or "another host"
+            raise AttunedError(f"{holder} leads this database; followers do not {what}")
+        self.role = "leader"
 
     def _log_started(self) -> None:
         folders = [str(f.path.absolute()) for f in self.sources.folders()]
@@ -743,6 +763,8 @@ class Daemon:
         (started with the first sink, on the leader's side only in a cluster) delivers."""
         if self.registry is not None:
             self.registry.outbox.routes = events.routes(self.config.notify)
+        if not self.delivering:
+            return
         if self.dispatcher is not None:
             self.dispatcher.poll_interval = self.config.outbox.poll_interval
             self.dispatcher.reconfigure(self.config.notify)
@@ -764,13 +786,17 @@ class Daemon:
             on_attempt=self.counters.count_notify,
         )
 
-    def _deliver_once(self) -> None:
+    def _deliver_once(self, timeout: float | None = None) -> bool:
         """`reconcile --once`: deliver what this pass (and any earlier one) left due, for up
         to `outbox.drain_timeout`; what is left waits in the outbox for the next run."""
-        if self.config.notify and self.registry is not None:
-            self.dispatcher = self._make_dispatcher()
-            self.dispatcher.drain(self.config.outbox.drain_timeout)
-            self._refresh_deliveries()
+        if not self.config.notify or self.registry is None:
+            return True
+        self.dispatcher = self._make_dispatcher()
+        finished = self.dispatcher.drain(
+            self.config.outbox.drain_timeout if timeout is None else timeout
+        )
+        self._refresh_deliveries()
+        return finished
 
     def _stop_dispatcher(self) -> None:
         if self.dispatcher is not None:
@@ -791,8 +817,6 @@ class Daemon:
         dispatcher = self.dispatcher
         if dispatcher is None:
             return []
-        if dispatcher.changed.is_set():
-            self._refresh_deliveries()
         counts, stats = dispatcher.counts(), dispatcher.stats()
         sinks = []
         for config in dispatcher.configs:
@@ -825,13 +849,17 @@ class Daemon:
         self.sources.collect_garbage()
         registry.collect_environments()  # after the snapshots: a collected one uses none
         registry.link_pending_runtimes()  # a runtime may have come from outside attuned
-        registry.prune_events(self.config.outbox.retention_days)
+        registry.prune_events(
+            self.config.outbox.retention_days, sinks={s.name for s in self.config.notify}
+        )
         if self.cluster is not None and self.role == "leader":
             self.cluster.collect_garbage()
 
     # -- status -------------------------------------------------------------------------------
 
     def _write_status(self) -> None:
+        if self.dispatcher is not None and self.dispatcher.changed.is_set():
+            self._refresh_deliveries()  # only here: the file must show what was read
         status = self._status()
         try:
             write_status(self.config.status_path, status)

@@ -3,8 +3,8 @@ with the event's JSON on stdin. Exit 0 is delivered; anything else is retried.
 
 The command is the operator's own, not a pack's, so it runs unsandboxed; but with a clean
 environment (PATH, LANG, what the config passes on, and the event's id and name), in
-attuned's working directory and its own session, killed with everything it started when it overruns its timeout or the daemon
-stops.
+attuned's working directory and its own session, killed with everything it started when it
+overruns its timeout or the daemon stops.
 """
 
 from __future__ import annotations

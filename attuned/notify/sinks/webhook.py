@@ -8,6 +8,7 @@ configuration to fix. The URL never appears in errors: its path is often the cre
 
 from __future__ import annotations
 
+import ssl
 import time
 from email.utils import parsedate_to_datetime
 
@@ -33,7 +34,9 @@ class WebhookSink:
         self._client = httpx.Client(
             timeout=config.timeout,
             follow_redirects=False,
-            verify=str(config.ca_file) if config.ca_file is not None else True,
+            verify=ssl.create_default_context(cafile=config.ca_file)
+            if config.ca_file is not None
+            else True,
             headers={"user-agent": f"attuned/{__version__}"},
         )
 
