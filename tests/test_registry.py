@@ -446,7 +446,7 @@ def test_a_registration_writes_its_events_with_it(
         "previous_version": None,
         "trigger": "register",
         "outcome": "registered",
-        "tests": "passed",
+        "test_status": "passed",
         "test_run_id": run.id,
         "runtime_names": [],
     }
@@ -499,7 +499,9 @@ def test_an_upgrade_and_an_unregistration_are_told(
         ("pack.removed", "1.1.0"),
     ]
     upgraded, unregistered, removed = events_in(registry)[1:]
-    assert upgraded.data["previous_version"] == "1.0.0" and upgraded.data["tests"] == "skipped"
+    assert (
+        upgraded.data["previous_version"] == "1.0.0" and upgraded.data["test_status"] == "skipped"
+    )
     assert unregistered.data["pack_id"] == pack_id and unregistered.data["files_removed"]
     assert removed.data["reason"] == "no source offers it"
 

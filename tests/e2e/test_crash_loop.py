@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from sqlmodel import select
 
@@ -23,9 +24,10 @@ from attuned import faults
 from attuned.config import load_config
 from attuned.pack.content import digest, list_files
 from attuned.pack.loader import load_pack
-from attuned.store import repository
+from attuned.store import outbox, repository
 from attuned.store.database import Database
 from attuned.store.models import PackRevision, TestRun
+from tests.notify.receiver import SECRET, Receiver, serve
 
 ITERATIONS = int(os.environ.get("ATTUNED_CRASH_ITERATIONS", "100"))
 REFS = [f"pack{i}" for i in range(5)]
@@ -98,7 +100,7 @@ def mutate(
     return f"{choice} {ref}"
 
 
-def test_crash_anywhere_then_recover(tmp_path: Path) -> None:
+def test_crash_anywhere_then_recover(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seed = int(os.environ.get("ATTUNED_CRASH_SEED", random.randrange(1 << 30)))
     print(f"\ncrash loop: seed {seed}, {ITERATIONS} iterations")
     rng = random.Random(seed)
@@ -106,17 +108,33 @@ def test_crash_anywhere_then_recover(tmp_path: Path) -> None:
     folder.mkdir()
     state_dir = tmp_path / "state"
     config = tmp_path / "attuned.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "state_dir": str(state_dir),
-                "reconcile": {"retry_initial": 0.01, "retry_max": 0.01, "keep_versions": 2},
-                "testing": {"kill_grace": 0.2},
-                "sources": [{"name": "local", "path": str(folder)}],
-            }
+    monkeypatch.setenv("ATTUNED_TEST_WEBHOOK_SECRET", SECRET)  # the passes inherit it
+    with serve(Receiver()) as receiver:
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "state_dir": str(state_dir),
+                    "reconcile": {"retry_initial": 0.01, "retry_max": 0.01, "keep_versions": 2},
+                    "testing": {"kill_grace": 0.2},
+                    "sources": [{"name": "local", "path": str(folder)}],
+                    "notify": [
+                        {
+                            "name": "hook",
+                            "type": "webhook",
+                            "url": receiver.url,
+                            "secret_env": "ATTUNED_TEST_WEBHOOK_SECRET",
+                            "retry_initial": 0.01,
+                            "retry_max": 0.01,
+                        }
+                    ],
+                }
+            )
         )
-    )
-    log = tmp_path / "passes.log"
+        crash_loop(rng, folder, config, receiver)
+
+
+def crash_loop(rng: random.Random, folder: Path, config: Path, receiver: Receiver) -> None:
+    log = config.parent / "passes.log"
     expected: dict[str, str] = {}  # ref -> digest of its last content that passed its tests
     versions: dict[str, dict[str, Any]] = {}
     killed: Counter[str] = Counter()
@@ -131,11 +149,14 @@ def test_crash_anywhere_then_recover(tmp_path: Path) -> None:
             elif (entry / "tests/run.sh").read_text() == PASSING:
                 expected[ref] = load_pack(entry).digest
         fault = f"{rng.choice(faults.POINTS)}@{rng.choice((1, 1, 1, 2))}"
+        before = len(receiver.received)
         code = run_pass(config, fault, log)
         if code == -9:
             killed[fault.partition("@")[0]] += 1
         assert run_pass(config, "", log) in (0, 4), f"iteration {iteration} ({change}): recovery"
-        check_invariants(config, expected, f"iteration {iteration} ({change}, {fault})")
+        where = f"iteration {iteration} ({change}, {fault})"
+        check_invariants(config, expected, where)
+        check_events(config, receiver, before, resent=fault.startswith("after_send"), where=where)
     print(f"killed at: {dict(killed)}")
     assert sum(killed.values()) >= ITERATIONS // 4  # the faults really fired
 
@@ -168,3 +189,39 @@ def check_invariants(config_path: Path, expected: dict[str, str], where: str) ->
     status = json.loads(config.status_path.read_text())
     states = {ref: p["state"] for ref, p in status["packs"].items()}
     assert "pending" not in states.values(), f"{where}: {states}"
+
+
+def check_events(
+    config_path: Path, receiver: Receiver, before: int, *, resent: bool, where: str
+) -> None:
+    """No event lost, none invented, none sent twice but for a kill between a send and its
+    record (then with the same id); and the outbox tells exactly the stored history."""
+    config = load_config(config_path)
+    database = Database(config.database_url)
+    try:
+        with database.read() as session:
+            stored = outbox.listing(session, limit=100_000)
+            runs = {r.id for r in session.exec(select(TestRun))}
+            activations = len(session.exec(select(PackRevision)).all())
+    finally:
+        database.dispose()
+    ids = {row.event.id for row in stored}
+    assert all(row.state == "delivered" for row in stored), f"{where}: undelivered"
+    received = receiver.ids()
+    assert set(received) == ids, (
+        f"{where}: lost {ids - set(received)}, invented {set(received) - ids}"
+    )
+    this_pass = received[before:]
+    if not resent:  # a kill anywhere else never sends an event twice
+        assert len(set(this_pass)) == len(this_pass), f"{where}: sent twice"
+        assert not set(this_pass) & set(received[:before]), f"{where}: sent again"
+    told_runs = {
+        row.event.data["tests"]["test_run_id"]
+        for row in stored
+        if row.event.name == "pack.test.finished"
+    }
+    assert told_runs == runs, f"{where}: test runs and their events differ"
+    activated = sum(
+        row.event.name in ("pack.registered", "pack.upgraded", "pack.reinstalled") for row in stored
+    )
+    assert activated == activations, f"{where}: activations and their events differ"

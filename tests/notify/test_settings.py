@@ -98,9 +98,7 @@ def test_a_broker_password_is_put_into_the_url_only_when_connecting(
         name="a", url="amqp://attuned@mq:5672/prod", password_env="ATTUNED_TEST_MQ"
     )
     assert sink.resolved_url() == "amqp://attuned:p%40ss%2Fword@mq:5672/prod"
-    assert (
-        "p@ss" not in sink.target() and sink.target() == "amqp://mq:5672 exchange attune.events"
-    )
+    assert "p@ss" not in sink.target() and sink.target() == "amqp://mq:5672 exchange attune.events"
 
 
 def test_shown_urls_keep_no_path_query_or_credentials() -> None:
