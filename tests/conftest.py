@@ -15,7 +15,7 @@ import yaml
 from attuned.store.database import Database
 from tests import attune_db
 
-pytest_plugins = ["tests.pgcluster"]  # throwaway PostgreSQL clusters, for any test
+pytest_plugins = ["tests.pgcluster", "tests.rabbitmq"]  # throwaway clusters and vhosts
 
 POSTGRES_ENV = "ATTUNED_TEST_POSTGRES_URL"
 REPO = Path(__file__).resolve().parents[1]
