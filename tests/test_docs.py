@@ -8,6 +8,8 @@ from typing import get_args
 from pydantic import BaseModel
 
 from attuned.config import AttunedConfig, DirectorySourceConfig
+from attuned.notify import events
+from attuned.notify.settings import AttuneSinkConfig, ExecSinkConfig, WebhookSinkConfig
 from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.report.log import Event
 from attuned.report.status import (
@@ -15,10 +17,22 @@ from attuned.report.status import (
     LastTest,
     PackStatus,
     ReconcileSummary,
+    SinkStatus,
     SourceStatus,
     Status,
 )
+from attuned.store.models import utcnow
+from attuned.store.outbox import StoredEvent
+from attuned.testing.results import (
+    CaseStatus,
+    GateDecision,
+    PackTestResult,
+    TestCaseResult,
+    TestSuiteResult,
+)
 from tests.conftest import REPO
+
+SINK_CONFIGS = (WebhookSinkConfig, ExecSinkConfig, AttuneSinkConfig)
 
 DOCS = REPO / "docs"
 
@@ -53,6 +67,54 @@ def test_every_config_key_is_documented() -> None:
     assert missing == []
 
 
+def test_every_notify_key_is_documented() -> None:
+    """Every key of every sink type in notifications.md; those all sinks share in
+    configuration.md too."""
+    per_type = [{f"notify[].{k}" for k in keys_of(model)} for model in SINK_CONFIGS]
+    missing = sorted(set().union(*per_type) - documented("notifications.md"))
+    assert missing == []
+    shared = sorted(set.intersection(*per_type) - documented("configuration.md"))
+    assert shared == []
+
+
+def test_every_outbox_event_is_documented_with_its_severity() -> None:
+    text = (DOCS / "notifications.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z_.]+)` \| (info|warning|error) \|", text, re.MULTILINE))
+    assert rows == {str(event): severity for event, severity in events.SEVERITY.items()}
+
+
+def test_the_envelope_is_documented_field_by_field() -> None:
+    event = StoredEvent(1, "id", "pack.registered", "info", "pack:a", "a", "n", {}, utcnow())
+    missing = sorted(set(events.envelope(event)) - documented("notifications.md"))
+    assert missing == []
+
+
+def test_the_test_summary_is_documented_field_by_field() -> None:
+    case = TestCaseResult(name="greets", status=CaseStatus.FAILED, error_message="boom")
+    suite = TestSuiteResult(
+        name="shell",
+        runner_type="script",
+        total=1,
+        passed=0,
+        failed=1,
+        skipped=0,
+        duration_ms=3,
+        test_cases=[case],
+    )
+    result = PackTestResult.from_suites(
+        pack_ref="a",
+        pack_version="1.0.0",
+        execution_time=utcnow(),
+        duration_ms=3,
+        suites=[suite],
+        gate=GateDecision(passed=False, reason="pass rate 0 is below min_pass_rate 1"),
+    )
+    summary = events.test_summary(result, 12)
+    fields = set(summary) | set(summary["failed_cases"][0])
+    missing = sorted(fields - documented("notifications.md"))
+    assert missing == []
+
+
 def test_every_git_source_key_is_documented() -> None:
     keys = {f"sources[].{k}" for k in keys_of(GitSourceConfig)}
     missing = sorted(keys - documented("sources-git.md"))
@@ -67,7 +129,16 @@ def test_every_log_event_is_documented() -> None:
 def test_every_status_field_is_documented() -> None:
     text = (DOCS / "status-file.md").read_text()
     fields = set()
-    for model in (Status, DaemonStatus, ReconcileSummary, SourceStatus, PackStatus, LastTest):
+    models = (
+        Status,
+        DaemonStatus,
+        ReconcileSummary,
+        SourceStatus,
+        PackStatus,
+        LastTest,
+        SinkStatus,
+    )
+    for model in models:
         fields |= set(model.model_fields)
     spellings = ("`{}`", "`{}[]`", "`{}.<ref>`")
     missing = sorted(f for f in fields if not any(s.format(f) in text for s in spellings))
@@ -96,6 +167,7 @@ def test_page_set() -> None:
         "cli.md",
         "configuration.md",
         "log-events.md",
+        "notifications.md",
         "operator-guide.md",
         "pack-authors.md",
         "status-file.md",

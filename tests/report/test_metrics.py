@@ -20,6 +20,7 @@ from attuned.report.status import (
     DaemonStatus,
     PackStatus,
     ReconcileSummary,
+    SinkStatus,
     SourceStatus,
     Status,
 )
@@ -68,6 +69,21 @@ def make_status(**overrides: object) -> Status:
             "d": PackStatus(state="blocked"),
         },
         "conflicts": [{"ref": "a", "source": "nfs", "entry": "a", "reason": "local wins"}],
+        "notify": [
+            SinkStatus(
+                name="chat",
+                type="webhook",
+                target="https://hooks.example.com/…",
+                pending=2,
+                delivered=40,
+                dead=1,
+                last_error="HTTP 503 Service Unavailable",
+                last_error_at=NOW - timedelta(seconds=30),
+                last_delivered_at=NOW - timedelta(minutes=5),
+            ),
+            # never delivered anything: no timestamp sample rather than a made-up one
+            SinkStatus(name="mail", type="exec", target="/usr/local/bin/mail-event", pending=3),
+        ],
     }
     data.update(overrides)
     return Status.model_validate(data)
@@ -80,6 +96,9 @@ def make_counters() -> MetricCounters:
     for outcome in ("passed", "passed", "failed", "partial"):
         counters.count_test(outcome)
     counters.source_succeeded("nfs", NOW - timedelta(minutes=11))
+    for result in ("delivered", "delivered", "retry", "dead"):
+        counters.count_notify("chat", result)
+    counters.count_notify("gone", "delivered")  # a sink no longer configured: not rendered
     return counters
 
 
@@ -109,6 +128,9 @@ def test_every_metric_reads_back_with_its_type_labels_and_value() -> None:
         "attuned_source_last_success_timestamp_seconds": "gauge",
         "attuned_source_candidates": "gauge",
         "attuned_source_invalid_entries": "gauge",
+        "attuned_notify_deliveries": "gauge",
+        "attuned_notify_attempts": "counter",
+        "attuned_notify_last_delivery_timestamp_seconds": "gauge",
     }
     assert values(families["attuned_build_info"], "version") == {"0.1.0": 1}
     [start] = families["attuned_daemon_start_time_seconds"].samples
@@ -152,6 +174,32 @@ def test_every_metric_reads_back_with_its_type_labels_and_value() -> None:
     assert values(families["attuned_source_candidates"], "source") == {"local": 3, "nfs": 0}
     assert values(families["attuned_source_invalid_entries"], "source") == {"local": 1, "nfs": 0}
 
+    deliveries = {
+        (s.labels["sink"], s.labels["state"]): s.value
+        for s in families["attuned_notify_deliveries"].samples
+    }
+    assert deliveries == {
+        ("chat", "pending"): 2,
+        ("chat", "delivered"): 40,
+        ("chat", "dead"): 1,
+        ("mail", "pending"): 3,
+        ("mail", "delivered"): 0,
+        ("mail", "dead"): 0,
+    }
+    attempts = families["attuned_notify_attempts"]
+    assert {s.name for s in attempts.samples} == {"attuned_notify_attempts_total"}
+    assert {(s.labels["sink"], s.labels["result"]): s.value for s in attempts.samples} == {
+        ("chat", "delivered"): 2,
+        ("chat", "retry"): 1,
+        ("chat", "dead"): 1,
+        ("mail", "delivered"): 0,
+        ("mail", "retry"): 0,
+        ("mail", "dead"): 0,
+    }
+    assert values(families["attuned_notify_last_delivery_timestamp_seconds"], "sink") == {
+        "chat": (NOW - timedelta(minutes=5)).timestamp()
+    }
+
 
 def test_before_the_first_pass_nothing_is_invented() -> None:
     status = make_status(
@@ -159,6 +207,7 @@ def test_before_the_first_pass_nothing_is_invented() -> None:
         last_reconcile=None,
         sources=[SourceStatus(name="local", type="directory", location="/srv")],
         packs={},
+        notify=[],
     )
     families = parse(render_metrics(status, MetricCounters()))
     assert families["attuned_reconcile_duration_seconds"].samples == []
@@ -168,6 +217,12 @@ def test_before_the_first_pass_nothing_is_invented() -> None:
     assert set(values(families["attuned_packs"], "state").values()) == {0}
     assert values(families["attuned_packs"], "state").keys() == set(STATES)
     assert values(families["attuned_daemon_phase"], "phase")["starting"] == 1
+    for family in (
+        "attuned_notify_deliveries",
+        "attuned_notify_attempts",
+        "attuned_notify_last_delivery_timestamp_seconds",
+    ):
+        assert families[family].samples == []  # no sinks configured: nothing to count
 
 
 def test_label_values_are_escaped() -> None:
