@@ -33,6 +33,7 @@ SCENARIOS = (
     "idle_cost",
     "executor_overhead",
     "attune_tables",
+    "notify",
 )
 
 

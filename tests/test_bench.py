@@ -24,6 +24,7 @@ SCENARIOS = {
     "idle_cost",
     "executor_overhead",
     "attune_tables",
+    "notify",
 }
 
 
