@@ -273,7 +273,8 @@ def test_without_auto_migrate_a_stale_schema_is_refused_with_the_command(
     database = Database(f"sqlite:///{tmp_path / 'a.db'}")
     try:
         with pytest.raises(
-            Exception, match=rf"revision none, this attuned needs {HEAD_REVISION}; run `attuned db upgrade`"
+            Exception,
+            match=rf"revision none, this attuned needs {HEAD_REVISION}; run `attuned db upgrade`",
         ):
             database.check()
         database.migrate()
