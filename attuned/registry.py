@@ -432,16 +432,7 @@ class Registry:
         returns the events written."""
         with self._write_lock, self.db.write() as session:
             self.hooks.before_commit(session)
-            run_id = None
-            if result is not None:
-                run_id = repository.add_test_run(
-                    session,
-                    result,
-                    trigger_type=trigger.value,
-                    outcome=outcome.value,
-                    pack_digest=facts["digest"] or "",
-                ).id
-            written = _run_events(result, run_id, trigger, outcome, facts)
+            run_id, written = _store_run(session, result, trigger, outcome, facts)
             if error is not None:
                 written.append(
                     events.record(
@@ -485,16 +476,7 @@ class Registry:
                 )
                 record = saved.pack
                 repository.record_activation(session, record, reason=trigger.value)
-                run_id = None
-                if result is not None:
-                    run_id = repository.add_test_run(
-                        session,
-                        result,
-                        trigger_type=trigger.value,
-                        outcome=outcome.value,
-                        pack_digest=pack.digest,
-                    ).id
-                written = _run_events(result, run_id, trigger, outcome, facts)
+                run_id, written = _store_run(session, result, trigger, outcome, facts)
                 if outcome is not Outcome.REGISTERED:
                     reason = result.gate.reason if result else ""
                     written.append(
@@ -738,6 +720,27 @@ _REGISTERED_EVENT = {
     Trigger.REINSTALL: Event.PACK_REINSTALLED,
     Trigger.MANUAL: Event.PACK_REGISTERED,
 }
+
+
+def _store_run(
+    session: Session,
+    result: PackTestResult | None,
+    trigger: Trigger,
+    outcome: Outcome,
+    facts: dict[str, Any],
+) -> tuple[int | None, list[EventRecord]]:
+    """Add the run (if tests ran) to the audit trail; returns its id and its events, for the
+    caller's transaction to write."""
+    if result is None:
+        return None, []
+    run = repository.add_test_run(
+        session,
+        result,
+        trigger_type=trigger.value,
+        outcome=outcome.value,
+        pack_digest=facts["digest"] or "",
+    )
+    return run.id, _run_events(result, run.id, trigger, outcome, facts)
 
 
 def _run_events(

@@ -322,12 +322,14 @@ def field_name(loc: Sequence[str | int]) -> str:
 
 def _without_tags(lines: dict[Loc, int], loc: Loc) -> Loc:
     """Drop the tag a discriminated union puts in a location (`notify[0].webhook.url`):
-    a part the file does not have, where the file has the part after it."""
+    right after a list index, a part the file does not have where it has the one after."""
     kept: list[str | int] = []
     for index, part in enumerate(loc):
         following = loc[index + 1] if index + 1 < len(loc) else None
         if (
             isinstance(part, str)
+            and kept
+            and isinstance(kept[-1], int)
             and following is not None
             and (*kept, part) not in lines
             and (*kept, following) in lines

@@ -225,6 +225,7 @@ class Dispatcher:
         self._workers: dict[str, _SinkWorker] = {}
         self._configs = list(sinks)
         self._counts: dict[str, SinkCounts] = {}
+        self._read_at = 0.0  # monotonic time of the last `refresh`
         self._lock = threading.Lock()
 
     @property
@@ -287,10 +288,18 @@ class Dispatcher:
 
     def refresh(self) -> dict[str, SinkCounts]:
         """Read each sink's delivery counts from the database (status and metrics show them)."""
+        self._read_at = time.monotonic()
         with self.database.read() as session:
             counts = outbox.counts(session)
         self._counts = counts
         return counts
+
+    def counts_stale(self) -> bool:
+        """Whether the counts shown may be out of date: a delivery moved here, or another
+        host delivers (a follower reads the leader's progress every poll interval)."""
+        if self.changed.is_set():
+            return True
+        return not self.active() and time.monotonic() - self._read_at >= self.poll_interval
 
     def counts(self) -> dict[str, SinkCounts]:
         return dict(self._counts)

@@ -282,7 +282,7 @@ class Daemon:
             self.requests.wake.wait(timeout=self._tick)
             if self.requests.stop:
                 return
-            if self.dispatcher is not None and self.dispatcher.changed.is_set():
+            if self.dispatcher is not None and self.dispatcher.counts_stale():
                 self._write_status()  # deliveries moved: the status shows their counts
             full, changed, reload = self.requests.take()
             if self._overflow.is_set():
@@ -322,6 +322,8 @@ class Daemon:
                 return False
             self.role = "follower"
             result = cluster.follow(timeout=self._tick)
+            if self.dispatcher is not None and self.dispatcher.counts_stale():
+                self._write_status()  # the leader's deliveries, as the database has them
             if result is not None or not self._synced_once:
                 if result is None:
                     cluster.sync()
@@ -858,7 +860,7 @@ class Daemon:
     # -- status -------------------------------------------------------------------------------
 
     def _write_status(self) -> None:
-        if self.dispatcher is not None and self.dispatcher.changed.is_set():
+        if self.dispatcher is not None and self.dispatcher.counts_stale():
             self._refresh_deliveries()  # only here: the file must show what was read
         status = self._status()
         try:

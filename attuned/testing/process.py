@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -61,6 +61,18 @@ class ProcessOutcome:
         return -self.returncode if self.returncode is not None and self.returncode < 0 else None
 
 
+@contextlib.contextmanager
+def _standard_input(data: bytes | None) -> Iterator[IO[bytes] | int]:
+    """`data` in a file the process reads (or stdin closed)."""
+    if data is None:
+        yield subprocess.DEVNULL
+        return
+    with tempfile.TemporaryFile() as given:
+        given.write(data)
+        given.seek(0)
+        yield given
+
+
 def run_process(
     argv: Sequence[str],
     *,
@@ -80,51 +92,21 @@ def run_process(
     process inside at once; SIGTERM goes to the others only, so they get the grace period.
     `stdin`: bytes the process reads on its standard input (from a file, so a process that
     never reads it cannot block us); without it, stdin is closed."""
-    with tempfile.TemporaryFile() if stdin is not None else contextlib.nullcontext() as given:
-        if given is not None:
-            given.write(stdin or b"")
-            given.seek(0)
-        return _run(
-            argv,
-            cwd=cwd,
-            env=env,
-            timeout=timeout,
-            kill_grace=kill_grace,
-            capture_limit=capture_limit,
-            preexec_fn=preexec_fn,
-            cancel=cancel,
-            spare_leader_from_term=spare_leader_from_term,
-            stdin=given if given is not None else subprocess.DEVNULL,
-        )
-
-
-def _run(
-    argv: Sequence[str],
-    *,
-    cwd: Path,
-    env: Mapping[str, str],
-    timeout: float,
-    kill_grace: float,
-    capture_limit: int,
-    preexec_fn: Callable[[], None] | None,
-    cancel: threading.Event | None,
-    spare_leader_from_term: bool,
-    stdin: IO[bytes] | int,
-) -> ProcessOutcome:
     stdout, stderr = BoundedCapture(capture_limit), BoundedCapture(capture_limit)
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(
-            list(argv),
-            cwd=cwd,
-            env=dict(env),
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # own session and process group: one kill reaches all
-            preexec_fn=preexec_fn,  # only setrlimit, all computed before the fork
-            close_fds=True,
-        )
+        with _standard_input(stdin) as given:  # the child keeps its own copy of the file
+            proc = subprocess.Popen(
+                list(argv),
+                cwd=cwd,
+                env=dict(env),
+                stdin=given,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # own session and process group: one kill reaches all
+                preexec_fn=preexec_fn,  # only setrlimit, all computed before the fork
+                close_fds=True,
+            )
     except (OSError, subprocess.SubprocessError) as exc:
         return ProcessOutcome(
             Ending.NOT_STARTED, None, stdout, stderr, time.monotonic() - started, str(exc)

@@ -145,3 +145,42 @@ def test_follower_offline_during_three_upgrades_catches_up(
     follower.wait_pack("hello", "active", "1.3.0")
     assert served_tree(follower, "hello") == served_tree(leader, "hello")
     assert follower.status()["daemon"]["role"] == "follower"
+
+
+def test_only_the_leader_delivers_events_and_a_new_leader_takes_over_the_queue(
+    node: Callable[[str], DaemonProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.notify.receiver import SECRET, Receiver, serve
+
+    monkeypatch.setenv("ATTUNED_TEST_WEBHOOK_SECRET", SECRET)
+    with serve(Receiver()) as receiver:
+        daemons = []
+        for name in ("a", "b"):
+            daemon = node(name)
+            daemon.config["notify"] = [
+                {
+                    "name": "ci",
+                    "type": "webhook",
+                    "url": receiver.url,
+                    "secret_env": "ATTUNED_TEST_WEBHOOK_SECRET",
+                }
+            ]
+            daemons.append(daemon.start())
+        leader = wait_one_leader(daemons)
+        [follower] = [d for d in daemons if d is not leader]
+        leader.drop("hello")
+        receiver.wait_for(3)  # leadership taken, hello tested and registered
+        follower.wait_for(lambda s: s["notify"] and s["notify"][0]["delivered"] == 3, what="counts")
+        assert follower.status()["notify"][0]["dispatching"] is False
+        assert leader.status()["notify"][0]["dispatching"] is True
+
+        leader.kill()
+        wait_one_leader([follower])
+        leader.drop("welcome")
+        received = receiver.wait_for(6)
+        time.sleep(1)  # nothing more comes: no event twice from two dispatchers
+    names = [(r.event["event"], r.event["node"]) for r in receiver.received]
+    lead = leader.config["cluster"]["node"]
+    assert names[0] == ("cluster.leader.elected", lead)
+    assert ("cluster.leader.elected", follower.config["cluster"]["node"]) in names
+    assert len(receiver.ids()) == len(set(receiver.ids())) == len(received) == 6
