@@ -535,7 +535,7 @@ class Daemon:
         )
         self.config._path = fresh.path
         added, removed = self.sources.configure(self.config)
-        self._configure_notify()
+        self._configure_notify(reload=True)
         self._watch_all()
         self._schedule_polls()
         log.info(
@@ -760,16 +760,18 @@ class Daemon:
             stable = f"{result.ref}\x1f{fields['digest']}\x1f{fields['action']}\x1f{result.error}"
             self._announce(Event.PACK_FAILED, fields, stable)
 
-    def _configure_notify(self) -> None:
+    def _configure_notify(self, *, reload: bool = False) -> None:
         """Sinks as the config says: the registry routes new events to them, the dispatcher
-        (started with the first sink, on the leader's side only in a cluster) delivers."""
+        (started with the first sink, on the leader's side only in a cluster) delivers; on
+        `reload` (SIGHUP) every sink is built anew."""
         if self.registry is not None:
             self.registry.outbox.routes = events.routes(self.config.notify)
         if not self.delivering:
             return
         if self.dispatcher is not None:
-            self.dispatcher.poll_interval = self.config.outbox.poll_interval
-            self.dispatcher.reconfigure(self.config.notify)
+            if reload:
+                self.dispatcher.poll_interval = self.config.outbox.poll_interval
+                self.dispatcher.reconfigure(self.config.notify)
         elif self.config.notify and self.registry is not None:
             self.dispatcher = self._make_dispatcher()
             self.dispatcher.start()
