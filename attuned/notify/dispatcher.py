@@ -249,17 +249,14 @@ class Dispatcher:
         """Apply a reloaded config (SIGHUP): every sink starts over, reading its secrets
         again (a rotated key takes effect); removed ones stop. Nothing is lost: what was
         pending stays in the database for the new workers."""
+        self.stop()
         with self._lock:
-            workers = list(self._workers.values())
-            self._workers.clear()
             self._configs = list(sinks)
-        for worker in workers:
-            worker.stop()
-        for worker in workers:
-            worker.thread.join(timeout=_STOP_WAIT)
         self.start()
 
     def stop(self) -> None:
+        """Stop every sink's thread, waiting at most `_STOP_WAIT` seconds in all: an attempt
+        still in flight then is simply made again by whoever delivers next."""
         with self._lock:
             workers = list(self._workers.values())
             self._workers.clear()
