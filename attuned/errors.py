@@ -13,6 +13,13 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def headline(exc: BaseException) -> str:
+    """An exception as one line for a log field or a status: its first line, or its type
+    when it says nothing."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with one file: rendered as ``file:line: field: message``."""

@@ -31,6 +31,7 @@ from attuned.errors import (
     Problem,
     TestsFailed,
     ValidationFailed,
+    headline,
 )
 from attuned.notify import events
 from attuned.pack.components import external_refs
@@ -507,7 +508,7 @@ class Registry:
                 session.flush()
                 faults.point("before_commit")
         except Exception as exc:
-            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            error = headline(exc)
             try:  # the run happened: keep it for the audit trail, and say what failed
                 self._record_only(result, trigger, Outcome.ABORTED, facts, error=error)
             except Exception as again:  # the database is gone: the caller hears the first

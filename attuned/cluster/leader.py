@@ -19,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
 from attuned.cluster.bounded import QueryTimeout, fetch_column
-from attuned.errors import AttunedError
+from attuned.errors import AttunedError, headline
 
 APP_PREFIX = "attuned:"
 
@@ -161,7 +161,7 @@ class LeaderElection:
                 ) from exc
             except psycopg.Error as exc:
                 self._drop()
-                raise NotLeader(f"lost the election connection: {_first_line(exc)}") from exc
+                raise NotLeader(f"lost the election connection: {headline(exc)}") from exc
             if not held:
                 self._leader = False
                 raise NotLeader("the leader lock is no longer held by this node's session")
@@ -215,8 +215,3 @@ class LeaderElection:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()  # libpq's PQfinish: sends Terminate if it can, never raises
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from tenacity import RetryCallState, Retrying, wait_exponential_jitter
 
 from attuned import faults
+from attuned.errors import headline
 from attuned.notify.settings import SecretError
 from attuned.notify.sinks import AnySinkConfig, Attempt, Sink, build
 from attuned.report.log import Event, get_logger
@@ -133,7 +134,7 @@ class _SinkWorker:
             self._trouble(str(exc), error_level=True)
             return 0
         except Exception as exc:  # the database is unreachable: try again later
-            self._trouble(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            self._trouble(headline(exc))
             self.stopping.wait(self.dispatcher.poll_interval)
             return 0
         self.troubled, self._said = False, None

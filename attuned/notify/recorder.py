@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from attuned.errors import headline
 from attuned.report.log import Event, get_logger
 from attuned.store.outbox import EventRecord
 
@@ -36,7 +37,7 @@ class EventRecorder:
         except Exception as exc:  # the database is down: the next pass tries again
             log.warning(
                 Event.NOTIFY_RECORD_FAILED,
-                error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                error=headline(exc),
                 waiting=len(self.unwritten),
                 dropped=self.dropped,
             )

@@ -24,7 +24,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from attuned import __version__, faults
 from attuned.config import AttunedConfig, DirectorySourceConfig, default_config, load_config
-from attuned.errors import AttunedError
+from attuned.errors import AttunedError, headline
 from attuned.notify import events
 from attuned.notify.recorder import EventRecorder
 from attuned.reconcile import facts
@@ -724,7 +724,7 @@ class Daemon:
             self.config.reconcile.retry_max,
         )
         self.phase = "degraded"
-        self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self.error = headline(exc)
         log.error(
             Event.DAEMON_DEGRADED, error=self.error, retry_in_s=delay, attempt=self._db_failures
         )
@@ -815,7 +815,7 @@ class Daemon:
         try:
             self.dispatcher.refresh()
         except Exception as exc:  # the database is down: show the counts last read
-            log.debug(Event.NOTIFY_SINK_FAILED, error=str(exc).splitlines()[0])
+            log.debug(Event.NOTIFY_SINK_FAILED, error=headline(exc))
 
     def _notify_status(self) -> list[SinkStatus]:
         dispatcher = self.dispatcher
