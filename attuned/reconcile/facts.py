@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlmodel import Session
 
 from attuned.reconcile.model import ActualPack, Failure, FailureKind, Requirement
 from attuned.reconcile.summary import ServedPack
 from attuned.report.status import LastTest
 from attuned.store import repository
+from attuned.store.models import aware
 
 
 def actual_packs(session: Session, suspended: set[str]) -> dict[str, ActualPack]:
@@ -39,7 +38,7 @@ def served_packs(session: Session) -> dict[str, ServedPack]:
             version=record.version,
             digest=record.digest,
             source=record.source,
-            active_since=_aware(revision.activated_at if revision else record.updated_at),
+            active_since=aware(revision.activated_at if revision else record.updated_at),
         )
     return served
 
@@ -50,7 +49,7 @@ def last_tests(session: Session) -> dict[str, LastTest]:
             status=row.status,
             passed=row.passed,
             total=row.total_tests,
-            at=_aware(row.execution_time),
+            at=aware(row.execution_time),
             version=row.pack_version,
         )
         for ref, row in repository.latest_executions(session).items()
@@ -62,7 +61,7 @@ def remembered_failures(session: Session) -> dict[str, Failure]:
     failures = {}
     for ref, row in repository.latest_executions(session).items():
         if row.outcome == "rolled_back" and row.pack_digest:
-            at = _aware(row.execution_time)
+            at = aware(row.execution_time)
             failures[ref] = Failure(
                 ref=ref,
                 digest=row.pack_digest,
@@ -72,8 +71,3 @@ def remembered_failures(session: Session) -> dict[str, Failure]:
                 at=at.timestamp(),
             )
     return failures
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite returns naive datetimes; attuned stores UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

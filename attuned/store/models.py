@@ -10,7 +10,7 @@ Attune's schema: Attune's migrations must stay free to rebuild their tables.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import (
     JSON,
@@ -29,6 +29,18 @@ _IN_OWN_SCHEMA = {"schema": OWN_SCHEMA}
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@overload
+def aware(moment: datetime) -> datetime: ...
+@overload
+def aware(moment: None) -> None: ...
+def aware(moment: datetime | None) -> datetime | None:
+    """A time read back from the database, with its zone: SQLite returns them naive, and
+    attuned writes only UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def _timestamp(**kwargs: Any) -> Any:

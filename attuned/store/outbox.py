@@ -12,13 +12,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
 from sqlmodel import Session
 
-from attuned.store.models import OutboxDelivery, OutboxEvent, utcnow
+from attuned.store.models import OutboxDelivery, OutboxEvent, aware, utcnow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 STATES = (PENDING, DELIVERED, DEAD)
@@ -138,13 +138,6 @@ class StoredEvent:
     created_at: datetime
 
 
-def aware(moment: datetime | None) -> datetime | None:
-    """SQLite gives times back without their zone; attuned writes only UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
-
-
 def _stored(row: Any) -> StoredEvent:
     return StoredEvent(
         seq=row.seq,
@@ -155,7 +148,7 @@ def _stored(row: Any) -> StoredEvent:
         ref=row.ref,
         node=row.node,
         data=dict(row.data or {}),
-        created_at=aware(row.created_at) or utcnow(),
+        created_at=aware(row.created_at),
     )
 
 
@@ -293,7 +286,7 @@ def counts(session: Session) -> dict[str, SinkCounts]:
             and_(_D.sink == newest_error.c.sink, _D.last_attempt_at == newest_error.c.at),
         )
     ):
-        errors[sink] = (error, aware(at) or at)
+        errors[sink] = (error, aware(at))
     return {
         sink: SinkCounts(
             pending=tally.get(sink, {}).get(PENDING, 0),
