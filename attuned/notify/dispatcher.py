@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from tenacity import RetryCallState, Retrying, wait_exponential_jitter
@@ -66,14 +65,6 @@ def verdict_for(config: AnySinkConfig, queued: Queued, attempt: Attempt, now: da
     )
 
 
-@dataclass
-class SinkStats:
-    """What this process saw a sink do (the database holds the totals)."""
-
-    attempts: dict[str, int] = field(default_factory=dict)  # verdict -> count
-    broken: str | None = None  # the sink cannot be built: a secret is missing ...
-
-
 class _SinkWorker:
     def __init__(
         self, dispatcher: Dispatcher, config: AnySinkConfig, *, until_idle: bool = False
@@ -81,7 +72,7 @@ class _SinkWorker:
         self.dispatcher = dispatcher
         self.config = config
         self.until_idle = until_idle  # return once nothing is due (drain) instead of waiting
-        self.stats = SinkStats()
+        self.broken: str | None = None  # why the sink cannot be built (a secret missing ...)
         self.stopping = threading.Event()
         self.wakeup = threading.Event()
         self.sink: Sink | None = None
@@ -127,10 +118,10 @@ class _SinkWorker:
         try:
             if self.sink is None:
                 self.sink = build(self.config, cancel=self.stopping)
-                self.stats.broken = None
+                self.broken = None
             sent = self._batch(self.sink)
         except SecretError as exc:
-            self.stats.broken = str(exc)
+            self.broken = str(exc)
             self._trouble(str(exc), error_level=True)
             return 0
         except Exception as exc:  # the database is unreachable: try again later
@@ -178,9 +169,7 @@ class _SinkWorker:
         return len(verdicts)
 
     def _report(self, item: Queued, attempt: Attempt, verdict: Verdict) -> None:
-        counts = self.stats.attempts
         key = {DELIVERED: "delivered", DEAD: "dead"}.get(verdict.state, "retry")
-        counts[key] = counts.get(key, 0) + 1
         self.dispatcher.on_attempt(self.config.name, key)
         fields = dict(
             sink=self.config.name,
@@ -302,5 +291,6 @@ class Dispatcher:
     def counts(self) -> dict[str, SinkCounts]:
         return dict(self._counts)
 
-    def stats(self) -> dict[str, SinkStats]:
-        return {name: worker.stats for name, worker in list(self._workers.items())}
+    def problems(self) -> dict[str, str | None]:
+        """Each running sink's reason it cannot send at all (None: it can)."""
+        return {name: worker.broken for name, worker in list(self._workers.items())}

@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from attuned.errors import DependencyError, ValidationFailed
 from attuned.reconcile.archive import is_archive
@@ -193,17 +194,7 @@ class Applier:
         kind = classify(exc)
         if self.cancel.is_set() and not isinstance(exc, TestsRolledBack | ValidationFailed):
             kind = FailureKind.TRANSIENT
-        candidate = action.candidate
-        log.warning(
-            Event.PACK_FAILED,
-            pack=action.ref,
-            version=candidate.version if candidate else action.current_version,
-            digest=candidate.digest if candidate else None,
-            source=candidate.source if candidate else None,
-            action=action.kind.value,
-            failure=kind.value,
-            error=first_line(exc),
-        )
+        log.warning(Event.PACK_FAILED, **failure_fields(action, kind, first_line(exc)))
         return StepResult(
             action,
             StepOutcome.FAILED,
@@ -216,6 +207,23 @@ class Applier:
                 else None
             ),
         )
+
+
+def failure_fields(
+    action: Action, failure: FailureKind | None, error: str | None
+) -> dict[str, Any]:
+    """What `pack.failed` says, in the log and in the outbox."""
+    candidate = action.candidate
+    return {
+        "pack": action.ref,
+        "version": candidate.version if candidate else action.current_version,
+        "digest": candidate.digest if candidate else None,
+        "source": candidate.source if candidate else None,
+        "revision": candidate.source_revision if candidate else None,
+        "action": action.kind.value,
+        "failure": failure.value if failure else None,
+        "error": error,
+    }
 
 
 def _ms(started: float) -> int:

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -28,7 +28,13 @@ from attuned.errors import AttunedError, headline
 from attuned.notify import events
 from attuned.notify.recorder import EventRecorder
 from attuned.reconcile import facts
-from attuned.reconcile.apply import Applier, SourcePolicy, StepOutcome, StepResult
+from attuned.reconcile.apply import (
+    Applier,
+    SourcePolicy,
+    StepOutcome,
+    StepResult,
+    failure_fields,
+)
 from attuned.reconcile.debounce import Debouncer
 from attuned.reconcile.drift import DriftCheck
 from attuned.reconcile.memory import remember, with_suspended
@@ -745,17 +751,7 @@ class Daemon:
         for result in results:
             if result.outcome is not StepOutcome.FAILED:
                 continue
-            candidate = result.action.candidate
-            fields = dict(
-                pack=result.ref,
-                version=candidate.version if candidate else result.action.current_version,
-                digest=candidate.digest if candidate else None,
-                source=candidate.source if candidate else None,
-                revision=candidate.source_revision if candidate else None,
-                action=result.action.kind.value,
-                failure=result.failure_kind.value if result.failure_kind else None,
-                error=result.error,
-            )
+            fields = failure_fields(result.action, result.failure_kind, result.error)
             # the same failure of the same content is one event, however often retried
             stable = f"{result.ref}\x1f{fields['digest']}\x1f{fields['action']}\x1f{result.error}"
             self._announce(Event.PACK_FAILED, fields, stable)
@@ -821,24 +817,18 @@ class Daemon:
         dispatcher = self.dispatcher
         if dispatcher is None:
             return []
-        counts, stats = dispatcher.counts(), dispatcher.stats()
+        counts, problems = dispatcher.counts(), dispatcher.problems()
         sinks = []
         for config in dispatcher.configs:
             count = counts.get(config.name)
-            broken = stats[config.name].broken if config.name in stats else None
             sinks.append(
                 SinkStatus(
                     name=config.name,
                     type=config.type,
                     target=config.target(),
                     dispatching=self.role == "leader",
-                    pending=count.pending if count else 0,
-                    delivered=count.delivered if count else 0,
-                    dead=count.dead if count else 0,
-                    last_error=count.last_error if count else None,
-                    last_error_at=count.last_error_at if count else None,
-                    last_delivered_at=count.last_delivered_at if count else None,
-                    problem=broken,
+                    problem=problems.get(config.name),
+                    **(asdict(count) if count else {}),  # pending, delivered, dead, ...
                 )
             )
         return sinks

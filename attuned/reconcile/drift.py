@@ -14,10 +14,8 @@ from attuned.errors import AttunedError
 from attuned.pack.content import digest, list_files
 from attuned.reconcile.snapshots import Fingerprint, SnapshotStore, fingerprint
 from attuned.registry import Registry
-from attuned.report.log import ConditionLog, Event, get_logger
+from attuned.report.log import ConditionLog, Event
 from attuned.store import repository
-
-log = get_logger()
 
 
 class DriftCheck:
@@ -64,14 +62,14 @@ class DriftCheck:
             snapshot = self.snapshots.root / record.digest
             if snapshot.is_dir():
                 registry.store.restore(record.ref, record.version, snapshot)
-                repaired = dict(
+                self.conditions.tell(
+                    "warning",
+                    Event.PACK_DRIFT_REPAIRED,
                     pack=record.ref,
                     version=record.version,
                     digest=record.digest,
                     source=record.source,
                 )
-                log.warning(Event.PACK_DRIFT_REPAIRED, **repaired)
-                self.conditions.announce(Event.PACK_DRIFT_REPAIRED, repaired, None)
             else:
                 self.conditions.report(
                     f"drift:{record.ref}:{actual}",

@@ -146,15 +146,15 @@ class SourceSet:
             previous = status.revision
             status.revision = source.last_revision
             if result.revision and result.revision != previous:
-                fetched = dict(
+                self.conditions.tell(
+                    "info",
+                    Event.SOURCE_FETCHED,
                     source=name,
                     old=previous,
                     new=result.revision,
                     ref=source.last_ref,
                     url=redact(source.config.url),
                 )
-                log.info(Event.SOURCE_FETCHED, **fetched)
-                self.conditions.announce(Event.SOURCE_FETCHED, fetched, None)
         if result.state.readable:
             if self.counters is not None:
                 self.counters.source_succeeded(name, status.last_scan)
@@ -176,9 +176,9 @@ class SourceSet:
         else:
             if status.error != result.state.error:
                 status.error_since = now()
-                failed = dict(source=name, error=result.state.error)
-                log.warning(Event.SOURCE_ERROR, **failed)
-                self.conditions.announce(Event.SOURCE_ERROR, failed, None)
+                self.conditions.tell(
+                    "warning", Event.SOURCE_ERROR, source=name, error=result.state.error
+                )
             status.error = result.state.error
         for invalid in result.invalid:
             self.conditions.report(

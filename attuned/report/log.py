@@ -211,3 +211,9 @@ class ConditionLog:
             self._reasons[key] = reason
             get_logger().warning(event, **fields)
             self.announce(event, fields, f"{key}\x1f{reason}")
+
+    def tell(self, level: str, event: Event, **fields: Any) -> None:
+        """Log a change that happens once (a source fetched, drift repaired), at `level`,
+        and hand it to `announce` too."""
+        getattr(get_logger(), level)(event, **fields)
+        self.announce(event, fields, None)

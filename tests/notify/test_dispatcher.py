@@ -211,8 +211,8 @@ def test_a_missing_secret_is_said_and_nothing_is_sent(database: Database) -> Non
         sink = WebhookSinkConfig(name="ci", url=receiver.url, secret_env="ATTUNED_TEST_UNSET_VAR")
         add_events(database, [sink], ("pack.registered", "hello"))
         with running(database, [sink]) as dispatcher:
-            wait_until(lambda: dispatcher.stats()["ci"].broken is not None)
-            assert dispatcher.stats()["ci"].broken == (
+            wait_until(lambda: dispatcher.problems()["ci"] is not None)
+            assert dispatcher.problems()["ci"] == (
                 "notify ci: secret: the environment variable ATTUNED_TEST_UNSET_VAR is not set"
             )
         assert receiver.received == []
