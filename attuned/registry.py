@@ -597,12 +597,12 @@ class Registry:
                 return []
         with self._write_lock, self.db.write() as session:
             linked = repository.link_pending_runtimes(session)
-            written = [events.record(Event.PACK_RUNTIME_LINKED, {"actions": linked})]
+            told = events.record(Event.PACK_RUNTIME_LINKED, {"actions": linked})
             if linked:
-                self._add_events(session, written)
+                self.outbox.add(session, told)
             self.hooks.before_commit(session)
         if linked:
-            log.info(Event.PACK_RUNTIME_LINKED, actions=linked, event_id=written[0].id)
+            log.info(Event.PACK_RUNTIME_LINKED, actions=linked, event_id=told.id)
         return linked
 
     def prune_events(self, retention_days: float, sinks: set[str]) -> int:
@@ -745,15 +745,13 @@ def _store_run(
 
 
 def _run_events(
-    result: PackTestResult | None,
+    result: PackTestResult,
     run_id: int | None,
     trigger: Trigger,
     outcome: Outcome,
     facts: dict[str, Any],
 ) -> list[EventRecord]:
     """The events of a stored test run: it finished, the gate failed, it was rolled back."""
-    if result is None:
-        return []
     fields = {
         **facts,
         "trigger": trigger.value,

@@ -171,9 +171,7 @@ def _deliver(args: argparse.Namespace) -> int:
 
     config = config_of(args)
     timeout = args.timeout if args.timeout is not None else config.outbox.drain_timeout
-    finished = Daemon(config).deliver_only(timeout)
-    with open_registry(args) as registry, registry.db.read() as session:
-        counts = outbox.counts(session)
+    finished, counts = Daemon(config).deliver_only(timeout)
     result = {
         name: {"pending": c.pending, "delivered": c.delivered, "dead": c.dead}
         for name, c in sorted(counts.items())

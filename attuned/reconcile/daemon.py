@@ -58,7 +58,8 @@ from attuned.report.status import (
     now,
     write_status,
 )
-from attuned.store import repository
+from attuned.store import outbox, repository
+from attuned.store.outbox import SinkCounts
 from attuned.store.packstore import version_dirname
 from attuned.systemd import Notifier, WatchdogPinger, summary_line, watchdog_interval
 
@@ -229,15 +230,17 @@ class Daemon:
             self._close_registry()
             self.lock.release()
 
-    def deliver_only(self, timeout: float) -> bool:
+    def deliver_only(self, timeout: float) -> tuple[bool, dict[str, SinkCounts]]:
         """`attuned events deliver`: what is due, for up to `timeout` seconds, as `--once`
         does after its pass; refused where a daemon runs (it delivers) or another host
-        leads. True when nothing due is left."""
+        leads. Returns whether nothing due is left, and each sink's deliveries after."""
         self.lock.acquire()
         try:
             self._lead_or_refuse("deliver events")
-            self._registry()
-            return self._deliver_once(timeout)
+            registry = self._registry()
+            finished = self._deliver_once(timeout)
+            with registry.db.read() as session:
+                return finished, outbox.counts(session)
         finally:
             self._stop_dispatcher()
             self._close_registry()

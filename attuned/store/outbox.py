@@ -21,7 +21,6 @@ from sqlmodel import Session
 from attuned.store.models import OutboxDelivery, OutboxEvent, aware, utcnow
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
-STATES = (PENDING, DELIVERED, DEAD)
 
 _events = OutboxEvent.__table__  # type: ignore[attr-defined]
 _deliveries = OutboxDelivery.__table__  # type: ignore[attr-defined]
@@ -462,9 +461,6 @@ def prune(session: Session, before: datetime) -> int:
     )
 
 
-def event_ids(session: Session, name: str | None = None) -> list[str]:
-    """Every stored event's id, oldest first (tests and the crash loop compare these)."""
-    query = select(_E.id).order_by(_E.seq)
-    if name is not None:
-        query = query.where(_E.name == name)
-    return [str(i) for i in session.connection().scalars(query)]
+def event_ids(session: Session) -> list[str]:
+    """Every stored event's id, oldest first (tests and the benchmark compare these)."""
+    return [str(i) for i in session.connection().scalars(select(_E.id).order_by(_E.seq))]
