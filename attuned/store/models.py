@@ -101,10 +101,44 @@ class TestRun(SQLModel, table=True):
     gate_passed: bool = False
     gate_reason: str = ""
     outcome: str = Field(default="", max_length=32)  # registered | forced | warned | rolled_back
+    source: str | None = Field(default=None, max_length=255)
+    source_revision: str | None = Field(default=None, max_length=255)
+    # "suite::case" of the cases that passed in the serving version and failed in this run
+    regressions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     attune_execution_id: int | None = Field(default=None, sa_type=BigInteger)
     execution_time: datetime = _timestamp()
     created_at: datetime = _timestamp()
+
+
+class TestCaseRecord(SQLModel, table=True):
+    """One case of one run: the per-case history the regression gate, `history --case` and
+    `compare` query. Kept for the newest runs of each pack (`testing.history.keep_runs`) and
+    every run of the serving version; the run's `result` keeps them all, for the audit."""
+
+    __tablename__ = "test_case"
+    __table_args__ = (
+        Index("ix_attuned_test_case_run", "run_id"),
+        Index("ix_attuned_test_case_pack_case", "pack_ref", "suite", "name", "run_id"),
+        _IN_OWN_SCHEMA,
+    )
+    __test__ = False
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(
+        sa_column=Column(
+            Integer,
+            ForeignKey(f"{OWN_SCHEMA}.test_run.id", ondelete="CASCADE"),
+            nullable=False,
+        )
+    )
+    pack_ref: str = Field(max_length=255)
+    suite: str = Field(max_length=255)  # the runner's name in pack.yaml
+    runner_type: str = Field(max_length=32)
+    name: str  # as the format names it: JUnit classname.name, TAP description, unittest id
+    status: str = Field(max_length=16)  # passed | failed | skipped | error
+    duration_ms: int = 0
+    message: str | None = None  # the failure's message, cut to MESSAGE_LIMIT
 
 
 class PackRevision(SQLModel, table=True):

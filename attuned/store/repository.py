@@ -18,6 +18,7 @@ from sqlmodel import Session, col, delete, select
 
 from attuned.pack.loader import Pack
 from attuned.pack.manifest import Dependency, dependency_from
+from attuned.store import cases
 from attuned.store.attune import reader, writer
 from attuned.store.attune import tables as t
 from attuned.store.attune.reader import ComponentRow
@@ -29,6 +30,7 @@ from attuned.store.models import (
     TestRun,
     utcnow,
 )
+from attuned.testing.regressions import cases_of
 from attuned.testing.results import PackTestResult
 
 # -- reading packs ----------------------------------------------------------------------------
@@ -342,9 +344,14 @@ def add_test_run(
     trigger_type: str,
     outcome: str,
     pack_digest: str = "",
+    source: str | None = None,
+    source_revision: str | None = None,
+    keep_case_runs: int = 50,
 ) -> TestRun:
-    """Record a run in attuned's history and, when Attune's table can hold it (the pack has a
-    row: not a first registration that was rolled back), in Attune's `pack_test_execution`."""
+    """Record a run in attuned's history, its cases in the per-case history (pruned to the
+    newest `keep_case_runs` runs and the serving version's) and, when Attune's table can
+    hold it (the pack has a row: not a first registration that was rolled back), in
+    Attune's `pack_test_execution`."""
     connection = session.connection()
     pack_id = reader.pack_id(connection, result.pack_ref)
     attune_id = (
@@ -367,12 +374,20 @@ def add_test_run(
         gate_passed=result.gate.passed,
         gate_reason=result.gate.reason,
         outcome=outcome,
+        source=source,
+        source_revision=source_revision,
+        regressions=list(result.gate.regressions),
         result=result.model_dump(mode="json"),
         attune_execution_id=attune_id,
         execution_time=result.execution_time,
     )
     session.add(record)
     session.flush()
+    assert record.id is not None
+    runner_types = {s.name: s.runner_type for s in result.test_suites}
+    cases.add_cases(session, record.id, result.pack_ref, runner_types, cases_of(result))
+    managed = session.get(ManagedPack, result.pack_ref)
+    cases.prune(session, result.pack_ref, keep_case_runs, managed.digest if managed else None)
     return record
 
 

@@ -184,7 +184,7 @@ def test_a_postgres_database_without_attunes_schema_is_refused_with_the_fix(
 
 
 def test_db_upgrade_and_current(cli: Cli) -> None:
-    assert cli.json("db", "upgrade") == {"revision": "0005"}
+    assert cli.json("db", "upgrade") == {"revision": "0006"}
     assert cli("db", "current").stdout.strip() == "schema revision: 0005"
 
 

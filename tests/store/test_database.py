@@ -106,6 +106,7 @@ def test_attuned_keeps_its_own_tables_in_its_own_schema(postgres_url: str) -> No
             "pack_archive",
             "outbox_event",
             "outbox_delivery",
+            "test_case",
         }
         assert public == []  # nothing of attuned's lands beside other applications
     finally:
