@@ -85,6 +85,9 @@ class DirectorySourceConfig(_Section):
     prune: bool | None = Field(default=None, description="default: reconcile.prune")
     skip_tests: bool = False
     force: bool = Field(default=False, description="register even when tests fail")
+    regressions: Literal["block", "warn", "ignore"] | None = Field(
+        default=None, description="default: the pack's testing.regressions, else testing's"
+    )
     create: bool = Field(
         default=False,
         description="create the folder at start; off by default, because a missing folder "

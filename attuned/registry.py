@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -39,7 +39,7 @@ from attuned.pack.content import digest
 from attuned.pack.loader import Pack, load_pack
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.report.log import Event, get_logger
-from attuned.store import outbox, repository
+from attuned.store import cases, outbox, repository
 from attuned.store.attune import reader
 from attuned.store.attune.rows import Installation
 from attuned.store.database import Database
@@ -48,7 +48,10 @@ from attuned.store.outbox import EventRecord, Outbox
 from attuned.store.packstore import PackStore
 from attuned.store.repository import RegisteredPack
 from attuned.testing.executor import TestExecutor
+from attuned.testing.gate import with_regressions
+from attuned.testing.regressions import Thresholds, cases_of, compare, flaky_cases, medians
 from attuned.testing.results import PackTestResult
+from attuned.testing.settings import RegressionPolicy
 
 log = get_logger()
 
@@ -229,11 +232,14 @@ class Registry:
         skip_tests: bool = False,
         provenance: Provenance | None = None,
         cancel: threading.Event | None = None,
+        regressions: str | None = None,
     ) -> Registration:
         """Register the pack at `path`.
 
         `replace` allows replacing a registered pack, still subject to its tests; `force`
-        also registers despite failing tests (Attune's force).
+        also registers despite failing tests (Attune's force). `regressions`: the source's
+        `block`/`warn`/`ignore` for cases that passed in the serving version and fail now
+        (default: the pack's `testing.regressions`, else the operator's).
         """
         pack = load_pack(path)
         provenance = provenance or Provenance(origin=str(path.absolute()))
@@ -272,7 +278,9 @@ class Registry:
         with self._prepared(pack) as version_dir:
             result = None
             if not skip_tests:
-                run = self._run_tests(pack, version_dir, trigger, cancel, plog)
+                baseline = existing if existing is not None and existing.managed else None
+                policy = self._regression_policy(pack, regressions)
+                run = self._run_tests(pack, version_dir, trigger, cancel, plog, baseline, policy)
                 result = run.result
                 faults.point("after_tests")
                 if cancel is not None and cancel.is_set():  # killed by shutdown: not a verdict
@@ -403,10 +411,28 @@ class Registry:
         trigger: Trigger,
         cancel: threading.Event | None,
         plog: Any,
+        serving: RegisteredPack | None,
+        policy: RegressionPolicy,
     ) -> TestRun:
         plog.info(Event.PACK_TEST_STARTED, trigger=trigger.value)
         run = self.tester.run(version_dir, pack.manifest, cancel=cancel)
+        if serving is not None and run.problem is None and not run.result.cancelled:
+            run = replace(run, result=self._against_serving(pack, run.result, serving, policy))
         result = run.result
+        gate = result.gate
+        if gate.regressions:
+            plog.warning(
+                Event.PACK_TEST_REGRESSED,
+                cases=gate.regressions,
+                baseline_version=gate.baseline_version,
+                policy=gate.regression_policy,
+            )
+        if gate.slower:
+            plog.warning(
+                Event.PACK_TEST_SLOWER, cases=gate.slower, baseline_version=gate.baseline_version
+            )
+        if gate.flaky:
+            plog.info(Event.PACK_TEST_FLAKY, cases=gate.flaky)
         fields: dict[str, Any] = dict(
             status=result.status.value,
             passed=result.passed,
@@ -421,6 +447,40 @@ class Registry:
             plog.warning(Event.PACK_TEST_FAILED, **fields)
         return run
 
+    def _regression_policy(self, pack: Pack, source_says: str | None) -> RegressionPolicy:
+        """The source's word, else the pack's `testing.regressions`, else the operator's."""
+        testing = pack.manifest.testing
+        pack_says = testing.regressions if testing is not None else None
+        return RegressionPolicy(source_says or pack_says or self.executor.settings.regressions)
+
+    def _against_serving(
+        self,
+        pack: Pack,
+        result: PackTestResult,
+        serving: RegisteredPack,
+        policy: RegressionPolicy,
+    ) -> PackTestResult:
+        """The result with the regression gate applied: each case against the serving
+        version's newest run; a case that flips within the runs of one content (served or
+        candidate) is flaky and never a regression. No baseline (served untested): as is."""
+        history = self.executor.settings.history
+        with self.db.read() as session:
+            served = cases.digest_runs(session, pack.ref, serving.digest, history.flaky_window)
+            earlier = cases.digest_runs(session, pack.ref, pack.digest, history.flaky_window - 1)
+        if not served.cases:
+            return result
+        now = cases_of(result)
+        comparison = compare(
+            served.newest,
+            now,
+            flaky=flaky_cases(served.statuses())
+            | flaky_cases([*earlier.statuses(), {c.key: c.status for c in now}]),
+            baseline_ms=medians(served.durations()),
+            thresholds=Thresholds(history.slower_percent, history.slower_ms),
+        )
+        gate = with_regressions(result.gate, comparison, policy, serving.version)
+        return result.model_copy(update={"gate": gate})
+
     def _record_only(
         self,
         result: PackTestResult | None,
@@ -433,7 +493,9 @@ class Registry:
         returns the events written."""
         with self._write_lock, self.db.write() as session:
             self.hooks.before_commit(session)
-            run_id, written = _store_run(session, result, trigger, outcome, facts)
+            run_id, written = _store_run(
+                session, result, trigger, outcome, facts, self._keep_case_runs
+            )
             if error is not None:
                 written.append(
                     events.record(
@@ -477,7 +539,9 @@ class Registry:
                 )
                 record = saved.pack
                 repository.record_activation(session, record, reason=trigger.value)
-                run_id, written = _store_run(session, result, trigger, outcome, facts)
+                run_id, written = _store_run(
+                    session, result, trigger, outcome, facts, self._keep_case_runs
+                )
                 if outcome is not Outcome.REGISTERED:
                     reason = result.gate.reason if result else ""
                     written.append(
@@ -530,6 +594,10 @@ class Registry:
         with self._write_lock, self.db.write() as session:
             self.hooks.before_commit(session)
             return sum(self.outbox.add(session, record) for record in records)
+
+    @property
+    def _keep_case_runs(self) -> int:
+        return self.executor.settings.history.keep_runs
 
     # -- removal and upkeep ---------------------------------------------------------------
 
@@ -729,6 +797,7 @@ def _store_run(
     trigger: Trigger,
     outcome: Outcome,
     facts: dict[str, Any],
+    keep_case_runs: int,
 ) -> tuple[int | None, list[EventRecord]]:
     """Add the run (if tests ran) to the audit trail; returns its id and its events, for the
     caller's transaction to write."""
@@ -740,6 +809,9 @@ def _store_run(
         trigger_type=trigger.value,
         outcome=outcome.value,
         pack_digest=facts["digest"] or "",
+        source=facts["source"],
+        source_revision=facts["revision"],
+        keep_case_runs=keep_case_runs,
     )
     return run.id, _run_events(result, run.id, trigger, outcome, facts)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from attuned.cli.common import STATUS_COLOUR, add_common, colour, config_of, print_json, table
 from attuned.errors import AttunedError
-from attuned.report.status import Status, read_status
+from attuned.report.status import PackStatus, Status, read_status
 
 _STATE_COLOUR = {
     "active": "green",
@@ -59,6 +59,12 @@ def _ago(moment: datetime | None) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
+def _regressed(pack: PackStatus) -> str:
+    """Why a candidate was refused by the regression gate, when it was."""
+    cases = pack.last_test.regressions if pack.last_test and pack.state == "failed" else []
+    return f"; regressed: {', '.join(cases)}" if cases else ""
+
+
 def render(status: Status) -> str:
     d = status.daemon
     lines = [
@@ -88,7 +94,7 @@ def render(status: Status) -> str:
                 p.version or "-",
                 p.source or "by hand",
                 test,
-                p.reason,
+                p.reason + _regressed(p),
             ]
         )
     lines.append("")

@@ -129,6 +129,10 @@ def test_summary(result: PackTestResult, test_run_id: int | None) -> dict[str, A
         "gate_reason": result.gate.reason,
         "failed_cases": failed[:FAILED_CASES_MAX],
         "failed_cases_omitted": max(len(failed) - FAILED_CASES_MAX, 0),
+        "baseline_version": result.gate.baseline_version,
+        "regressions": result.gate.regressions[:FAILED_CASES_MAX],
+        "flaky": result.gate.flaky[:FAILED_CASES_MAX],
+        "slower": result.gate.slower[:FAILED_CASES_MAX],
     }
 
 

@@ -79,6 +79,8 @@ class TestingSection(_Strict):
     min_pass_rate: float = Field(default=1.0, ge=0.0, le=1.0)
     on_failure: Literal["block", "warn"] = "block"
     allow_empty: bool = False
+    # None: as the source or the operator's `testing.regressions` says
+    regressions: Literal["block", "warn", "ignore"] | None = None
 
     @field_validator("result_path")
     @classmethod

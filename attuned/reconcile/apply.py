@@ -43,6 +43,7 @@ class SourcePolicy:
 
     skip_tests: bool = False
     force: bool = False
+    regressions: str | None = None  # block | warn | ignore; None: the pack's, else testing's
     git: bool = False  # else a watched folder
     location: str | None = None  # the folder, or the repository URL without credentials
 
@@ -168,6 +169,7 @@ class Applier:
                 replace=True,
                 force=policy.force,
                 skip_tests=policy.skip_tests,
+                regressions=policy.regressions,
                 provenance=policy.provenance(candidate),
                 cancel=self.cancel,
             )

@@ -911,5 +911,13 @@ class Daemon:
 def _policy(config: DirectorySourceConfig | GitSourceConfig) -> SourcePolicy:
     """How the daemon registers what a source offers, and how Attune's row names it."""
     if isinstance(config, GitSourceConfig):
-        return SourcePolicy(config.skip_tests, config.force, git=True, location=config.shown_url)
-    return SourcePolicy(config.skip_tests, config.force, location=str(config.path.absolute()))
+        return SourcePolicy(
+            config.skip_tests,
+            config.force,
+            config.regressions,
+            git=True,
+            location=config.shown_url,
+        )
+    return SourcePolicy(
+        config.skip_tests, config.force, config.regressions, location=str(config.path.absolute())
+    )

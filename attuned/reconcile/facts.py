@@ -51,6 +51,7 @@ def last_tests(session: Session) -> dict[str, LastTest]:
             total=row.total_tests,
             at=aware(row.execution_time),
             version=row.pack_version,
+            regressions=list(row.regressions or []),
         )
         for ref, row in repository.latest_executions(session).items()
     }

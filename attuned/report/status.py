@@ -25,6 +25,9 @@ class LastTest(BaseModel):
     total: int
     at: datetime
     version: str
+    regressions: list[str] = Field(
+        default_factory=list, description="cases that passed in the serving version, failed here"
+    )
 
 
 class PackStatus(BaseModel):

@@ -6,7 +6,11 @@ from __future__ import annotations
 from fractions import Fraction
 
 from attuned.pack.manifest import TestingSection
+from attuned.testing.regressions import Comparison
 from attuned.testing.results import GateDecision, TestStatus, pass_rate_of, status_of
+from attuned.testing.settings import RegressionPolicy
+
+SHOWN_CASES = 10  # regressed cases named in a reason; all of them are in `regressions`
 
 
 def decide_gate(
@@ -60,3 +64,40 @@ def decide_gate(
             f"all {total} tests were skipped: pass rate 0 is below min_pass_rate {minimum:g}",
         )
     return decision(False, f"pass rate {rate:.4g} is below min_pass_rate {minimum:g} ({counts})")
+
+
+def with_regressions(
+    gate: GateDecision,
+    comparison: Comparison,
+    policy: RegressionPolicy,
+    serving_version: str,
+) -> GateDecision:
+    """The gate once the candidate's cases are compared with the serving version's: a case
+    that passed there and fails here blocks (`block`, whatever the pass rate), warns
+    (`warn`) or is only recorded (`ignore`). Flaky cases and slower ones never block."""
+    regressions = comparison.regressions
+    found = dict(
+        baseline_version=serving_version,
+        regression_policy=policy.value,
+        regressions=regressions,
+        flaky=[c.case for c in comparison.flaky],
+        slower=[c.case for c in comparison.slower],
+    )
+    if not regressions or policy is RegressionPolicy.IGNORE:
+        return gate.model_copy(update=found)
+    shown = ", ".join(regressions[:SHOWN_CASES])
+    more = f" and {len(regressions) - SHOWN_CASES} more" if len(regressions) > SHOWN_CASES else ""
+    cases = "case" if len(regressions) == 1 else "cases"
+    reason = (
+        f"{len(regressions)} {cases} passed in the serving version {serving_version} and "
+        f"fail now: {shown}{more} (testing.regressions: {policy.value})"
+    )
+    blocks = policy is RegressionPolicy.BLOCK or (not gate.passed and gate.on_failure == "block")
+    return gate.model_copy(
+        update=found
+        | dict(
+            passed=False,
+            reason=f"{reason}; {gate.reason}",
+            on_failure="block" if blocks else "warn",
+        )
+    )

@@ -89,6 +89,12 @@ class GateDecision(_Result):
     min_pass_rate: float = 1.0
     on_failure: str = "block"
     allow_empty: bool = False
+    # the regression gate's findings against the serving version (empty on a first install)
+    baseline_version: str | None = None
+    regression_policy: str = "ignore"  # block | warn | ignore
+    regressions: list[str] = Field(default_factory=list)  # suite::case, passed there, fail here
+    flaky: list[str] = Field(default_factory=list)  # flip on one content: never block
+    slower: list[str] = Field(default_factory=list)  # warnings only
 
     @property
     def blocks(self) -> bool:

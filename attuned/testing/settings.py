@@ -31,6 +31,35 @@ class SandboxMode(StrEnum):
     NONE = "none"
 
 
+class RegressionPolicy(StrEnum):
+    """What a case that passed in the serving version and fails in the candidate does:
+    `block` refuses the upgrade (even above `min_pass_rate`), `warn` registers with a
+    warning, `ignore` looks only at the pass rate."""
+
+    BLOCK = "block"
+    WARN = "warn"
+    IGNORE = "ignore"
+
+
+class HistorySettings(BaseModel):
+    """The per-case test history: how much is kept, and what counts as flaky or slower."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keep_runs: int = Field(
+        default=50,
+        ge=1,
+        description="per-case results kept per pack (the serving version's always are)",
+    )
+    flaky_window: int = Field(
+        default=5, ge=2, description="runs of one digest in which a changing case is flaky"
+    )
+    slower_percent: float = Field(
+        default=50, ge=0, description="a case this much slower than its median is reported"
+    )
+    slower_ms: int = Field(default=100, ge=0, description="... and at least this many ms slower")
+
+
 class ExecutorSettings(BaseModel):
     """How the executor runs untrusted pack tests on this host."""
 
@@ -63,6 +92,11 @@ class ExecutorSettings(BaseModel):
         default=(),
         description="shown read-only to sandboxed tests although under /root, /home, /tmp ...",
     )
+    regressions: RegressionPolicy = Field(
+        default=RegressionPolicy.BLOCK,
+        description="default for cases that passed in the serving version and fail now",
+    )
+    history: HistorySettings = Field(default_factory=HistorySettings)
     run_as: str | None = Field(
         default=None,
         description="user (name or uid) test processes run as, when the daemon runs as root",

@@ -95,6 +95,41 @@ def test_upgrade_then_failing_upgrade_keeps_the_old_version(daemon: DaemonProces
     assert len(daemon.events("pack.test.started")) == 3
 
 
+def _tap(failing: str = "") -> str:
+    lines = ["#!/bin/sh", "echo 1..3"]
+    for number, name in enumerate(("a", "b", "c"), 1):
+        verdict = "not ok" if name == failing else "ok"
+        lines.append(f"echo '{verdict} {number} - {name}'")
+    return "\n".join(lines) + "\n"
+
+
+TAP_TESTING = {
+    "testing": {
+        "enabled": True,
+        "runners": {
+            "tap": {"type": "script", "entry_point": "tests/run_tests.sh", "result_format": "tap"}
+        },
+        "min_pass_rate": 0.6,
+    }
+}
+
+
+def test_a_regressed_case_refuses_the_upgrade_and_status_names_it(daemon: DaemonProcess) -> None:
+    daemon.drop("hello", test_script=_tap(), extra=TAP_TESTING)
+    daemon.wait_pack("hello", "active", "1.0.0")
+
+    daemon.drop("hello", version="1.1.0", test_script=_tap(failing="b"), extra=TAP_TESTING)
+
+    pack = daemon.wait_pack("hello", "failed")
+    assert pack["version"] == "1.0.0" and pack["desired_version"] == "1.1.0"
+    assert "passed in the serving version 1.0.0 and fail now: tap::b" in pack["last_error"]
+    assert pack["last_test"]["regressions"] == ["tap::b"]
+    assert served_version(daemon, "hello") == "1.0.0"
+    [regressed] = daemon.events("pack.test.regressed")
+    assert (regressed["cases"], regressed["policy"]) == (["tap::b"], "block")
+    assert "tap::b" in daemon.cli("status").stdout
+
+
 def test_dependency_arriving_later_unblocks(daemon: DaemonProcess) -> None:
     daemon.drop("welcome")
     pack = daemon.wait_pack("welcome", "blocked")

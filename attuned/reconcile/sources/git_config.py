@@ -195,6 +195,9 @@ class GitSourceConfig(_Model):
     prune: bool | None = Field(default=None, description="default: reconcile.prune")
     skip_tests: bool = False
     force: bool = Field(default=False, description="register even when tests fail")
+    regressions: Literal["block", "warn", "ignore"] | None = Field(
+        default=None, description="default: the pack's testing.regressions, else testing's"
+    )
 
     @model_validator(mode="before")
     @classmethod
