@@ -40,7 +40,7 @@ def add_cases(
             {
                 "run_id": run_id,
                 "pack_ref": pack_ref,
-                "suite": case.suite,
+                "suite": case.suite[:255],
                 "runner_type": runner_types.get(case.suite, ""),
                 "name": case.name,
                 "status": case.status,
