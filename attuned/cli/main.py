@@ -13,6 +13,7 @@ from attuned.cli import (
     events,
     history,
     packs,
+    plan,
     reconcile,
     register,
     run,
@@ -40,6 +41,7 @@ exit codes:
 VERBS = (
     run,
     reconcile,
+    plan,
     status,
     trigger,
     suspend,

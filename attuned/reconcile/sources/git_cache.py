@@ -102,7 +102,7 @@ class Cache:
         if self.path.exists():
             try:
                 repo = pygit2.Repository(str(self.path))
-                if repo.is_bare and _recorded_url(repo) == self.url:
+                if repo.is_bare and recorded_url(repo) == self.url:
                     return repo
             except pygit2.GitError:
                 pass
@@ -113,7 +113,7 @@ class Cache:
         return repo
 
 
-def _recorded_url(repo: pygit2.Repository) -> str | None:
+def recorded_url(repo: pygit2.Repository) -> str | None:
     try:
         return str(repo.config[_URL_KEY])
     except KeyError:
