@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from attuned.store.database import HEAD_REVISION
 from tests.conftest import EXAMPLES, POSTGRES_ENV, PackFactory
 
 
@@ -184,8 +185,8 @@ def test_a_postgres_database_without_attunes_schema_is_refused_with_the_fix(
 
 
 def test_db_upgrade_and_current(cli: Cli) -> None:
-    assert cli.json("db", "upgrade") == {"revision": "0006"}
-    assert cli("db", "current").stdout.strip() == "schema revision: 0005"
+    assert cli.json("db", "upgrade") == {"revision": HEAD_REVISION}
+    assert cli("db", "current").stdout.strip() == f"schema revision: {HEAD_REVISION}"
 
 
 def test_help_documents_exit_codes() -> None:
