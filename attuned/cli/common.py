@@ -14,6 +14,7 @@ from attuned.config import AttunedConfig, load_config
 from attuned.registry import Registry
 from attuned.store.models import TestRun
 from attuned.store.repository import RegisteredPack
+from attuned.store.runs import RunRow
 
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
 STATUS_COLOUR = {
@@ -90,7 +91,8 @@ def pack_dict(record: RegisteredPack, last_status: str | None = None) -> dict[st
     return data
 
 
-def execution_dict(record: TestRun, *, full: bool = False) -> dict[str, Any]:
+def execution_dict(record: TestRun | RunRow, *, full: bool = False) -> dict[str, Any]:
+    """A stored run as `history`, `show` and `compare` print it in JSON."""
     data: dict[str, Any] = {
         "id": record.id,
         "pack_ref": record.pack_ref,
@@ -107,6 +109,9 @@ def execution_dict(record: TestRun, *, full: bool = False) -> dict[str, Any]:
         "gate_passed": record.gate_passed,
         "gate_reason": record.gate_reason,
         "outcome": record.outcome,
+        "source": record.source,
+        "source_revision": record.source_revision,
+        "regressions": list(record.regressions or []),
         "attune_execution_id": record.attune_execution_id,
         "execution_time": record.execution_time.isoformat(),
     }
