@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from attuned.cli import (
+    compare,
     config,
     db,
     envs,
@@ -51,6 +52,7 @@ VERBS = (
     packs,
     show,
     history,
+    compare,
     unregister,
     events,
     envs,
