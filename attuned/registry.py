@@ -197,6 +197,8 @@ class Registry:
         self.hooks = hooks or CommitHooks()
         self.outbox = outbox or Outbox()
         self._write_lock = threading.Lock()  # database writes stay serialized across threads
+        self._tested_since_pruned: set[str] = set()  # refs with runs the upkeep has not seen
+        self._pruned_once = False
 
     @classmethod
     def from_config(cls, config: AttunedConfig) -> Registry:
@@ -493,9 +495,8 @@ class Registry:
         returns the events written."""
         with self._write_lock, self.db.write() as session:
             self.hooks.before_commit(session)
-            run_id, written = _store_run(
-                session, result, trigger, outcome, facts, self._keep_case_runs
-            )
+            run_id, written = _store_run(session, result, trigger, outcome, facts)
+            self._tested_since_pruned.add(facts["pack"])
             if error is not None:
                 written.append(
                     events.record(
@@ -539,9 +540,8 @@ class Registry:
                 )
                 record = saved.pack
                 repository.record_activation(session, record, reason=trigger.value)
-                run_id, written = _store_run(
-                    session, result, trigger, outcome, facts, self._keep_case_runs
-                )
+                run_id, written = _store_run(session, result, trigger, outcome, facts)
+                self._tested_since_pruned.add(pack.ref)
                 if outcome is not Outcome.REGISTERED:
                     reason = result.gate.reason if result else ""
                     written.append(
@@ -595,9 +595,21 @@ class Registry:
             self.hooks.before_commit(session)
             return sum(self.outbox.add(session, record) for record in records)
 
-    @property
-    def _keep_case_runs(self) -> int:
-        return self.executor.settings.history.keep_runs
+    def prune_case_history(self) -> int:
+        """Upkeep of the per-case history: drop the case rows retention no longer keeps, of
+        the packs tested since the last upkeep (of every pack, the first time in this
+        process). Reads first: a write only when there is work."""
+        keep = self.executor.settings.history.keep_runs
+        with self._write_lock:  # registrations add to the set under it
+            refs = None if not self._pruned_once else sorted(self._tested_since_pruned)
+            if refs == []:
+                return 0
+            with self.db.write() as session:
+                self.hooks.before_commit(session)
+                deleted = cases.prune(session, refs, keep)
+            self._tested_since_pruned.difference_update(refs or ())
+            self._pruned_once = True
+        return deleted
 
     # -- removal and upkeep ---------------------------------------------------------------
 
@@ -797,7 +809,6 @@ def _store_run(
     trigger: Trigger,
     outcome: Outcome,
     facts: dict[str, Any],
-    keep_case_runs: int,
 ) -> tuple[int | None, list[EventRecord]]:
     """Add the run (if tests ran) to the audit trail; returns its id and its events, for the
     caller's transaction to write."""
@@ -811,7 +822,6 @@ def _store_run(
         pack_digest=facts["digest"] or "",
         source=facts["source"],
         source_revision=facts["revision"],
-        keep_case_runs=keep_case_runs,
     )
     return run.id, _run_events(result, run.id, trigger, outcome, facts)
 

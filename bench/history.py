@@ -3,11 +3,12 @@ what `attuned history` and `attuned compare` cost on a pack with 10,000 stored r
 
 Cost per registration: `repository.add_test_run` of one 1,000-case result (20 of them
 failing, with messages), each in its own write transaction, into a database where the pack is
-registered (so Attune's `pack_test_execution` gets its row too), in steady state (more runs
-than `keep_runs`, so each call also prunes a run's cases). Pairs, the order alternating: the
-real call, and the same call with `cases.add_cases` and `cases.prune` made no-ops (the
-baseline: the run, its JSON and Attune's row, without the case rows). Also timed alone,
-inside the real call: `add_cases` + `prune`.
+registered (so Attune's `pack_test_execution` gets its row too), with more runs stored than
+`keep_runs`. Pairs, the order alternating: the real call, and the same call with
+`cases.add_cases` made a no-op (the baseline: the run, its JSON and Attune's row, without the
+case rows). Also timed alone, inside the real call: `add_cases`. Retention is upkeep, not part
+of a registration: after each real call, the daemon's `cases.prune` of that pack (deleting
+one run's 1,000 case rows) is timed in its own transaction and reported apart.
 
 Queries: 10,000 runs of one pack (100 versions, 20 cases each, some flaky, one minute apart)
 written by `repository.add_test_run` from constructed results; then, each in a fresh read
@@ -110,19 +111,18 @@ def count_cases(database: Database) -> int:
 @contextmanager
 def without_cases() -> Iterator[None]:
     """add_test_run writing its run, its JSON and Attune's row, but no case rows."""
-    saved = cases.add_cases, cases.prune
+    saved = cases.add_cases
     cases.add_cases = lambda *_a, **_k: None  # type: ignore[assignment]
-    cases.prune = lambda *_a, **_k: 0  # type: ignore[assignment]
     try:
         yield
     finally:
-        cases.add_cases, cases.prune = saved
+        cases.add_cases = saved
 
 
 @contextmanager
 def timing_cases(spent: list[float]) -> Iterator[None]:
-    """The real add_cases and prune, their time inside one add_test_run summed."""
-    saved = cases.add_cases, cases.prune
+    """The real add_cases, its time inside one add_test_run."""
+    saved = cases.add_cases
     clock: list[float] = []
 
     def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -135,11 +135,11 @@ def timing_cases(spent: list[float]) -> Iterator[None]:
 
         return timed
 
-    cases.add_cases, cases.prune = wrap(saved[0]), wrap(saved[1])  # type: ignore[assignment]
+    cases.add_cases = wrap(saved)  # type: ignore[assignment]
     try:
         yield
     finally:
-        cases.add_cases, cases.prune = saved
+        cases.add_cases = saved
         spent.append(sum(clock))
 
 
@@ -152,7 +152,6 @@ def add_one(database: Database, result: PackTestResult, digest: str) -> float:
             trigger_type="upgrade",
             outcome="rolled_back",
             pack_digest=digest,
-            keep_case_runs=KEEP_RUNS,
         )
     return time.perf_counter() - began
 
@@ -171,16 +170,19 @@ def registration_cost(database: Database, root: Path, n_cases: int, rounds: int)
     ]
     result = result_of("2.0.0", verdicts, datetime.now(UTC))
     candidate = "c" * 64  # not the served digest: its case rows are pruned like any
-    for _ in range(KEEP_RUNS + 2):  # steady state: every further run prunes one run's cases
+    for _ in range(KEEP_RUNS + 2):  # steady state: every further run makes one run prunable
         add_one(database, result, candidate)
+    upkeep(database)
     real: list[float] = []
     bare: list[float] = []
     inside: list[float] = []
+    pruning: list[float] = []
     for k in range(rounds):
         for variant in ("real", "bare") if k % 2 == 0 else ("bare", "real"):
             if variant == "real":
                 with timing_cases(inside):
                     real.append(add_one(database, result, candidate))
+                pruning.append(upkeep(database))
             else:
                 with without_cases():
                     bare.append(add_one(database, result, candidate))
@@ -192,8 +194,17 @@ def registration_cost(database: Database, root: Path, n_cases: int, rounds: int)
         "bare_ms": summary([t * 1000 for t in bare]),
         "paired_ms": summary([t * 1000 for t in paired]),
         "inside_ms": summary([t * 1000 for t in inside]),
+        "prune_ms": summary([t * 1000 for t in pruning]),
         "case_rows": count_cases(database),
     }
+
+
+def upkeep(database: Database) -> float:
+    """The daemon's retention of this pack's case rows, in its own transaction: seconds."""
+    began = time.perf_counter()
+    with database.write() as session:
+        cases.prune(session, [REF], KEEP_RUNS)
+    return time.perf_counter() - began
 
 
 # -- (b) history and compare on 10,000 runs -------------------------------------------------
@@ -225,7 +236,6 @@ def generate(database: Database, serving: str, n: int, per_version: int, n_cases
                     trigger_type="upgrade" if i % per_version == 0 else "manual",
                     outcome="registered" if i % per_version == 0 else "tested",
                     pack_digest=digest,
-                    keep_case_runs=n,  # every run keeps its cases; pruned later on purpose
                 )
 
 
@@ -333,7 +343,7 @@ def query_costs(database: Database, root: Path, n: int, reps: int) -> dict[str, 
     for phase in ("all kept", f"pruned to {KEEP_RUNS}"):
         if phase != "all kept":
             with database.write() as session:
-                cases.prune(session, REF, KEEP_RUNS, serving)
+                cases.prune(session, [REF], KEEP_RUNS)
             analyze(database)
         results = {}
         for name, (_, job) in work.items():
@@ -418,7 +428,8 @@ def report(
             ("add_test_run without case rows (baseline)", "bare_ms"),
             ("add_test_run with case rows", "real_ms"),
             ("**added** (paired, with - without)", "paired_ms"),
-            ("add_cases + prune, timed inside the call", "inside_ms"),
+            ("add_cases, timed inside the call", "inside_ms"),
+            ("upkeep (not in the registration): prune one run's case rows", "prune_ms"),
         ):
             s = cost[field]
             cost_rows.append(
@@ -461,9 +472,9 @@ def report(
                         target(f"{labels[name]} <= 100 ms ({backend}, {phase}, ms)", p50, 100)
                     )
     notes = [
-        "added: the same add_test_run with and without cases.add_cases/cases.prune, paired "
-        "and alternating, each in its own write transaction (commit included), in steady "
-        f"state (keep_runs {KEEP_RUNS}: each call also deletes a pruned run's case rows)",
+        "added: the same add_test_run with and without cases.add_cases, paired and "
+        "alternating, each in its own write transaction (commit included); retention runs in "
+        f"the daemon's upkeep (keep_runs {KEEP_RUNS}), timed apart after each real call",
         "PostgreSQL: ANALYZE after the bulk load and after pruning (autovacuum's job in a "
         "history that grows run by run; without statistics, a pattern --case took 2.5 s)",
         f"queries: median of {reps} repetitions after one warm-up, each in a fresh read "

@@ -233,7 +233,7 @@ def test_every_case_of_every_run_is_stored_with_its_run(
     )
 
 
-def test_retention_keeps_the_newest_runs_and_all_of_the_serving_versions(
+def test_upkeep_keeps_the_newest_runs_and_all_of_the_serving_versions(
     database: Database, tmp_path: Path, make_pack: PackFactory
 ) -> None:
     settings = ExecutorSettings(kill_grace=0.5, history=HistorySettings(keep_runs=2))
@@ -248,6 +248,13 @@ def test_retention_keeps_the_newest_runs_and_all_of_the_serving_versions(
 
     all_runs = runs(registry)
     with registry.db.read() as session:
+        before_upkeep = {r.run_id for r in session.exec(select(TestCaseRecord)).all()}
+    assert before_upkeep == {r.id for r in all_runs}  # a registration never deletes
+
+    assert registry.prune_case_history() == len(CASES)  # the first candidate's cases go
+    assert registry.prune_case_history() == 0  # nothing tested since: nothing to do
+
+    with registry.db.read() as session:
         with_cases = {r.run_id for r in session.exec(select(TestCaseRecord)).all()}
     served = [r.id for r in all_runs if r.pack_version == "1.0.0"]
     newest = [r.id for r in all_runs[-2:]]
@@ -255,6 +262,10 @@ def test_retention_keeps_the_newest_runs_and_all_of_the_serving_versions(
     assert with_cases == set(served) | set(newest)
     # the audit trail itself is whole: every run keeps its summary and its result
     assert all(r.result["test_suites"] for r in all_runs)
+    # after the first upkeep (every pack), only the packs tested since are looked at
+    with pytest.raises(TestsRolledBack):
+        registry.register(tap_pack(make_pack, "1.1.0", failing={"alpha"}, note="3"), replace=True)
+    assert registry.prune_case_history() == len(CASES)
 
 
 def junit_pack(make_pack: PackFactory, version: str, seconds: float) -> Path:

@@ -25,12 +25,18 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 _MESSAGE_WIDTH = 72
 
 
+DEFAULT_LIMIT = 100  # rows a query returns unless --limit or --all says otherwise
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser(
         "history", help="test runs of a pack, newest first (filters, one case, flaky cases)"
     )
     parser.add_argument("ref")
-    parser.add_argument("--limit", type=int, default=None, help="show at most N rows")
+    parser.add_argument(
+        "--limit", type=int, default=None, help=f"show at most N rows (default {DEFAULT_LIMIT})"
+    )
+    parser.add_argument("--all", action="store_true", help="every row, however many")
     parser.add_argument("--full", action="store_true", help="with --json: include full results")
     picks = parser.add_argument_group("filters (combined: a run must match all)")
     picks.add_argument(
@@ -147,7 +153,7 @@ def run_filter(args: argparse.Namespace) -> runs.RunFilter:
         until=args.until,
         statuses=tuple(dict.fromkeys(args.statuses or ())),
         triggers=tuple(dict.fromkeys(args.triggers or ())),
-        limit=args.limit,
+        limit=None if args.all else (args.limit or DEFAULT_LIMIT),
     )
 
 
@@ -170,6 +176,10 @@ def run(args: argparse.Namespace) -> int:
             show_flaky(runs.flaky(session, where, window), window, args)
         else:
             show_runs(runs.runs(session, where, full=args.full), args)
+            if not args.json and where.limit is not None and args.limit is None:
+                total = runs.count(session, replace(where, limit=None))
+                if total > where.limit:
+                    print(f"({total - where.limit} older runs: --limit N or --all to see them)")
     return 0
 
 

@@ -849,6 +849,7 @@ class Daemon:
         registry.prune_events(
             self.config.outbox.retention_days, sinks={s.name for s in self.config.notify}
         )
+        registry.prune_case_history()
         if self.cluster is not None and self.role == "leader":
             self.cluster.collect_garbage()
 

@@ -119,7 +119,7 @@ class TestCaseRecord(SQLModel, table=True):
     __tablename__ = "test_case"
     __table_args__ = (
         Index("ix_attuned_test_case_run", "run_id"),
-        Index("ix_attuned_test_case_pack_case", "pack_ref", "suite", "name", "run_id"),
+        Index("ix_attuned_test_case_pack_run", "pack_ref", "run_id", "suite", "name"),
         _IN_OWN_SCHEMA,
     )
     __test__ = False

@@ -153,6 +153,12 @@ def runs(session: Session, where: RunFilter, *, full: bool = False) -> list[RunR
     return [RunRow(*row) for row in session.connection().execute(query).all()]
 
 
+def count(session: Session, where: RunFilter) -> int:
+    """How many runs `where` selects (its limit aside)."""
+    query = select(func.count()).select_from(_RUN).where(*where.where())
+    return int(session.connection().execute(query).scalar() or 0)
+
+
 def run_by_id(session: Session, ref: str, run_id: int) -> TestRun:
     """Run `run_id`, which must be one of `ref`'s."""
     run = session.get(TestRun, run_id)

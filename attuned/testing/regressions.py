@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from attuned.testing.results import CaseStatus, PackTestResult
 
@@ -25,9 +26,8 @@ def case_id(key: CaseKey) -> str:
     return f"{key[0]}::{key[1]}"
 
 
-@dataclass(frozen=True)
-class Case:
-    """One case's verdict in one run."""
+class Case(NamedTuple):
+    """One case's verdict in one run (a tuple: a run has thousands, made at every run)."""
 
     suite: str
     name: str
@@ -49,17 +49,13 @@ def cases_of(result: PackTestResult) -> list[Case]:
     suite (two parametrisations printed alike) keeps its first verdict."""
     seen: dict[CaseKey, Case] = {}
     for suite in result.test_suites:
+        suite_name = suite.name
         for case in suite.test_cases:
-            seen.setdefault(
-                (suite.name, case.name),
-                Case(
-                    suite=suite.name,
-                    name=case.name,
-                    status=case.status.value,
-                    duration_ms=case.duration_ms,
-                    message=case.error_message,
-                ),
-            )
+            key = (suite_name, case.name)
+            if key not in seen:
+                seen[key] = Case(
+                    suite_name, case.name, case.status.value, case.duration_ms, case.error_message
+                )
     return list(seen.values())
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import structlog
 
+from attuned.cli.history import DEFAULT_LIMIT
 from attuned.cli.main import main
 from attuned.config import load_config
 from attuned.registry import Registry
@@ -373,3 +374,28 @@ def test_relative_durations_are_that_long_ago() -> None:
     for text, delta in [("90s", timedelta(seconds=90)), ("30m", timedelta(minutes=30))]:
         assert abs((moment("0s") - moment(text)) - delta) < timedelta(seconds=5)
     assert abs(moment("7d") - moment("1w")) < timedelta(seconds=5)
+
+
+def test_a_long_history_shows_the_newest_hundred_and_says_how_to_see_more(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'attuned.db'}")
+    registry = registry_of(config)
+    try:
+        scenario = Scenario(registry, TapPack(tmp_path))
+        scenario.tell()
+        scenario.register("1.0.0")
+        for _ in range(DEFAULT_LIMIT + 2):
+            scenario.test_served()
+    finally:
+        registry.close()
+    cli = Attuned(config, capsys)
+
+    out = cli("history", "hello")
+
+    ids = run_ids(out.split("\n(")[0])
+    assert len(ids) == DEFAULT_LIMIT and ids[0] == DEFAULT_LIMIT + 3
+    assert out.rstrip().endswith("(3 older runs: --limit N or --all to see them)")
+    assert len(run_ids(cli("history", "hello", "--all"))) == DEFAULT_LIMIT + 3
+    assert len(cli.json("history", "hello")) == DEFAULT_LIMIT
+    assert len(cli.json("history", "hello", "--limit", "150")) == DEFAULT_LIMIT + 3

@@ -587,6 +587,7 @@ def test_pruned_runs_leave_case_queries_but_not_their_cases(
     scenario.register("2.0.0", V2_CASES)
     for _ in range(3):
         scenario.test_served()
+    registry.prune_case_history()  # the daemon's upkeep
     with database.read() as session:
         ids = [r.id for r in reversed(runs.runs(session, RunFilter("hello")))]
         kept = [r.run_id for r in runs.case_runs(session, RunFilter("hello"), "bravo")]
