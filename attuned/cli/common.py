@@ -8,13 +8,15 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attuned.config import AttunedConfig, load_config
-from attuned.registry import Registry
-from attuned.store.models import TestRun
-from attuned.store.repository import RegisteredPack
-from attuned.store.runs import RunRow
+
+if TYPE_CHECKING:  # SQLAlchemy and the registry cost 0.4 s: imported by the verbs that use them
+    from attuned.registry import Registry
+    from attuned.store.models import TestRun
+    from attuned.store.repository import RegisteredPack
+    from attuned.store.runs import RunRow
 
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
 STATUS_COLOUR = {
@@ -43,6 +45,8 @@ def config_of(args: argparse.Namespace) -> AttunedConfig:
 
 @contextmanager
 def open_registry(args: argparse.Namespace) -> Iterator[Registry]:
+    from attuned.registry import Registry
+
     registry = Registry.from_config(config_of(args))
     try:
         yield registry

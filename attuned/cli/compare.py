@@ -14,6 +14,7 @@ from datetime import UTC
 from typing import Any
 
 from attuned.cli.common import add_common, colour, open_registry, print_json
+from attuned.cli.verbs import help_of
 from attuned.errors import AttunedError
 from attuned.store.models import TestRun, aware
 from attuned.store.runs import RunComparison, compare_runs
@@ -33,9 +34,7 @@ _MESSAGE_WIDTH = 100
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser(
-        "compare", help="what changed, case by case, between two test runs of a pack"
-    )
+    parser = sub.add_parser("compare", help=help_of("compare"))
     parser.add_argument("ref")
     parser.add_argument(
         "a",

@@ -9,12 +9,13 @@ import sys
 import yaml
 
 from attuned.cli.common import add_common, config_of, print_json
+from attuned.cli.verbs import help_of
 from attuned.config import environment_overrides
 from attuned.envs.settings import redact_url
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("config", help="check or show the configuration")
+    parser = sub.add_parser("config", help=help_of("config"))
     verbs = parser.add_subparsers(dest="config_verb", required=True)
     check = verbs.add_parser("check", help="validate; exit 2 naming the key and line if wrong")
     add_common(check)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 
 from attuned.cli.common import add_common, config_of, print_json
+from attuned.cli.verbs import help_of
 from attuned.store.database import Database
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("db", help="database schema migrations")
+    parser = sub.add_parser("db", help=help_of("db"))
     verbs = parser.add_subparsers(dest="db_verb", required=True)
     upgrade = verbs.add_parser("upgrade", help="migrate the schema (default: to the newest)")
     upgrade.add_argument("revision", nargs="?", default="head")

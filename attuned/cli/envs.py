@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from attuned.cli.common import add_common, config_of, print_json, table
+from attuned.cli.verbs import help_of
 from attuned.envs.python import KEY_LENGTH, PythonEnvironments
 from attuned.registry import stored_pack_dirs, tester_for
 from attuned.store.packstore import PackStore
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("envs", help="list or garbage-collect pack environments")
+    parser = sub.add_parser("envs", help=help_of("envs"))
     verbs = parser.add_subparsers(dest="envs_verb", required=True)
     listing = verbs.add_parser("list", help="every environment, its size and its users")
     add_common(listing)

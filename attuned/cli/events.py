@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from attuned.cli.common import add_common, colour, config_of, open_registry, print_json, table
+from attuned.cli.verbs import help_of
 from attuned.errors import Problem, ValidationFailed
 from attuned.notify import events
 from attuned.report.log import Event, get_logger
@@ -20,9 +21,7 @@ ID_SHOWN = 8  # characters of an event id in the table; `redeliver` takes any un
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser(
-        "events", help="list events and their deliveries; redeliver; deliver now"
-    )
+    parser = sub.add_parser("events", help=help_of("events"))
     state = parser.add_mutually_exclusive_group()
     for name in ("pending", "dead", "delivered"):
         state.add_argument(

@@ -15,6 +15,7 @@ from typing import Any
 from sqlmodel import Session
 
 from attuned.cli.common import add_common, execution_dict, open_registry, print_json, table
+from attuned.cli.verbs import help_of
 from attuned.store import cases, runs
 from attuned.store.models import TestRun, aware
 from attuned.testing.regressions import Case, case_id
@@ -29,9 +30,7 @@ DEFAULT_LIMIT = 100  # rows a query returns unless --limit or --all says otherwi
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser(
-        "history", help="test runs of a pack, newest first (filters, one case, flaky cases)"
-    )
+    parser = sub.add_parser("history", help=help_of("history"))
     parser.add_argument("ref")
     parser.add_argument(
         "--limit", type=int, default=None, help=f"show at most N rows (default {DEFAULT_LIMIT})"

@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from attuned.cli import (
-    compare,
-    config,
-    db,
-    envs,
-    events,
-    history,
-    packs,
-    plan,
-    reconcile,
-    register,
-    run,
-    show,
-    status,
-    suspend,
-    test,
-    trigger,
-    unregister,
-    validate,
-)
+from attuned.cli.verbs import VERBS
 from attuned.errors import AttunedError, ValidationFailed
 from attuned.report.log import configure_logging
 
@@ -39,29 +21,10 @@ exit codes:
      attuned reconcile --once: a pack is failed or blocked)
 """
 
-VERBS = (
-    run,
-    reconcile,
-    plan,
-    status,
-    trigger,
-    suspend,
-    register,
-    validate,
-    test,
-    packs,
-    show,
-    history,
-    compare,
-    unregister,
-    events,
-    envs,
-    db,
-    config,
-)
 
-
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser. `verb`: the one verb to parse, whose module alone is imported (the others
+    are listed by name and help only); None: every verb in full (docs and tests)."""
     parser = argparse.ArgumentParser(
         prog="attuned",
         description="Register, test and manage Attune packs.",
@@ -75,13 +38,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="structured log (stderr) verbosity, default warning",
     )
     sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
-    for verb in VERBS:
-        verb.add_parser(sub)
+    if verb is None:
+        wanted = {module for module, _ in VERBS.values()}
+    else:  # an unknown verb imports nothing: argparse refuses it by name
+        wanted = {VERBS[verb][0]} if verb in VERBS else set()
+    added: set[str] = set()
+    for name, (module, text) in VERBS.items():
+        if module not in wanted:
+            sub.add_parser(name, help=text)
+        elif module not in added:  # one module may add several verbs (suspend, resume)
+            importlib.import_module(f"attuned.cli.{module}").add_parser(sub)
+            added.add(module)
     return parser
 
 
+def verb_in(argv: Sequence[str]) -> str | None:
+    """The verb `argv` asks for: its first word that is not an option (or an option's
+    value); "" when there is none (`attuned --help`: nothing to import)."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(verb_in(arguments)).parse_args(arguments)
     configure_logging(args.log_level)
     try:
         code: int = args.run(args)

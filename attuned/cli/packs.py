@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 
 from attuned.cli.common import add_common, open_registry, pack_dict, print_json, table
+from attuned.cli.verbs import help_of
 from attuned.store import repository
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("packs", help="list registered packs")
+    parser = sub.add_parser("packs", help=help_of("packs"))
     add_common(parser)
     parser.set_defaults(run=run)
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from attuned.cli.common import add_common, colour, config_of, print_json
+from attuned.cli.verbs import help_of
 from attuned.config import AttunedConfig, DirectorySourceConfig
 from attuned.errors import AttunedError, Problem, ValidationFailed, headline
 from attuned.reconcile import facts, inplace, preview
@@ -59,9 +60,7 @@ class NotReady(AttunedError):
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser(
-        "plan", help="show what the next reconcile pass would do, changing nothing"
-    )
+    parser = sub.add_parser("plan", help=help_of("plan"))
     parser.add_argument("--source", metavar="NAME", help="only the packs of this source")
     parser.add_argument(
         "--revision",

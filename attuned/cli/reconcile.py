@@ -7,15 +7,14 @@ import os
 import signal
 
 from attuned.cli.common import add_common, config_of, print_json
+from attuned.cli.verbs import help_of
 from attuned.errors import AttunedError
 from attuned.report.log import configure_logging
 from attuned.report.status import read_status
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser(
-        "reconcile", help="reconcile now: --once runs one pass here, else signals the daemon"
-    )
+    parser = sub.add_parser("reconcile", help=help_of("reconcile"))
     parser.add_argument(
         "--once",
         action="store_true",

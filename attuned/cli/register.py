@@ -7,12 +7,13 @@ from pathlib import Path
 
 from attuned.cli.common import add_common, colour, open_registry, pack_dict, print_json
 from attuned.cli.summary import render_result
+from attuned.cli.verbs import help_of
 from attuned.errors import TestsFailed
 from attuned.registry import EnvironmentNotReady, Outcome, TestsRolledBack
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("register", help="validate, test and register a pack directory")
+    parser = sub.add_parser("register", help=help_of("register"))
     parser.add_argument("path", type=Path, help="the pack directory (holds pack.yaml)")
     parser.add_argument(
         "--force",

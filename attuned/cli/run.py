@@ -6,11 +6,12 @@ import argparse
 import sys
 
 from attuned.cli.common import add_common, config_of
+from attuned.cli.verbs import help_of
 from attuned.report.log import configure_logging
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("run", help="run the daemon: keep the database equal to the sources")
+    parser = sub.add_parser("run", help=help_of("run"))
     add_common(parser, json_flag=False)
     parser.set_defaults(run=run)
 

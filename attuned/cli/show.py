@@ -7,13 +7,14 @@ from typing import Any
 
 from attuned.cli.common import add_common, execution_dict, open_registry, pack_dict, print_json
 from attuned.cli.summary import render_result
+from attuned.cli.verbs import help_of
 from attuned.errors import Problem, ValidationFailed
 from attuned.store import repository
 from attuned.testing.results import PackTestResult
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("show", help="show a registered pack")
+    parser = sub.add_parser("show", help=help_of("show"))
     parser.add_argument("ref")
     add_common(parser)
     parser.set_defaults(run=run)

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 
 from attuned.cli.common import STATUS_COLOUR, add_common, colour, config_of, print_json, table
+from attuned.cli.verbs import help_of
 from attuned.errors import AttunedError
 from attuned.report.status import PackStatus, Status, read_status
 
@@ -22,7 +23,7 @@ _STATE_COLOUR = {
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("status", help="show the daemon's status file")
+    parser = sub.add_parser("status", help=help_of("status"))
     parser.add_argument("--watch", action="store_true", help="refresh every second until ^C")
     add_common(parser)
     parser.set_defaults(run=run)

@@ -8,6 +8,7 @@ import signal
 
 from attuned.cli.common import add_common, config_of, open_registry, print_json
 from attuned.cli.reconcile import running_daemon_pid
+from attuned.cli.verbs import help_of
 from attuned.errors import AttunedError
 from attuned.notify import events
 from attuned.report.log import Event, get_logger
@@ -15,11 +16,8 @@ from attuned.store import repository
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    for verb, text in (
-        ("suspend", "make the daemon leave a pack alone"),
-        ("resume", "let the daemon manage a suspended pack again"),
-    ):
-        parser = sub.add_parser(verb, help=text)
+    for verb in ("suspend", "resume"):
+        parser = sub.add_parser(verb, help=help_of(verb))
         parser.add_argument("ref")
         if verb == "suspend":
             parser.add_argument("--reason", default="", help="shown in status")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from attuned.cli.common import add_common, config_of, open_registry, print_json
 from attuned.cli.summary import render_result
+from attuned.cli.verbs import help_of
 from attuned.errors import TestsFailed
 from attuned.pack.loader import load_pack
 from attuned.registry import tester_for
@@ -15,7 +16,7 @@ from attuned.testing.results import PackTestResult
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("test", help="run a pack's tests without registering anything")
+    parser = sub.add_parser("test", help=help_of("test"))
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("path", type=Path, nargs="?", help="a pack directory (nothing stored)")
     target.add_argument(

@@ -12,11 +12,12 @@ import tempfile
 import time
 
 from attuned.cli.common import add_common, config_of, print_json
+from attuned.cli.verbs import help_of
 from attuned.errors import Problem, ValidationFailed
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("trigger", help="ask the daemon to poll a source now (after a push)")
+    parser = sub.add_parser("trigger", help=help_of("trigger"))
     parser.add_argument("source", help="the source's name in attuned.yaml")
     add_common(parser)
     parser.set_defaults(run=run)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from attuned.cli.common import add_common, open_registry, pack_dict, print_json
+from attuned.cli.verbs import help_of
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("unregister", help="remove a registered pack")
+    parser = sub.add_parser("unregister", help=help_of("unregister"))
     parser.add_argument("ref")
     parser.add_argument(
         "--force", action="store_true", help="remove even though other packs depend on it"

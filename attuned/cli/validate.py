@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 
 from attuned.cli.common import add_common, print_json
+from attuned.cli.verbs import help_of
 from attuned.pack.loader import load_pack
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("validate", help="check a pack without touching the database")
+    parser = sub.add_parser("validate", help=help_of("validate"))
     parser.add_argument("path", type=Path)
     add_common(parser)
     parser.set_defaults(run=run)

@@ -1,0 +1,83 @@
+"""The `attuned` command's start-up: `--help` and each verb import only what they use."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from attuned.cli.main import build_parser, verb_in
+from attuned.cli.verbs import VERBS
+
+HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "attuned.registry", "pygit2")
+
+
+def imported_after(*argv: str, cwd: Path) -> tuple[int, list[str]]:
+    """Run `attuned ARGV` in a fresh interpreter; its exit code and the modules it loaded."""
+    code = (
+        "import json, sys\n"
+        "from attuned.cli.main import main\n"
+        "try:\n"
+        f"    rc = main({list(argv)!r})\n"
+        "except SystemExit as exc:\n"
+        "    rc = exc.code or 0\n"
+        "print(json.dumps([rc, sorted(sys.modules)]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=cwd
+    )
+    rc, modules = json.loads(done.stdout.splitlines()[-1])
+    return int(rc), modules
+
+
+def test_help_lists_every_verb_and_imports_none_of_them(tmp_path: Path) -> None:
+    rc, modules = imported_after("--help", cwd=tmp_path)
+
+    assert rc == 0
+    verbs = {f"attuned.cli.{module}" for module, _ in VERBS.values()}
+    assert verbs & set(modules) == set()
+    assert [m for m in HEAVY if m in modules] == []
+    shown = build_parser("").format_help()
+    assert all(f"    {verb} " in shown for verb in VERBS)
+
+
+def test_status_reads_the_status_file_without_the_database_layer(tmp_path: Path) -> None:
+    (tmp_path / "attuned.yaml").write_text(f"state_dir: {tmp_path / 'state'}\n")
+
+    rc, modules = imported_after("status", "--config", str(tmp_path / "attuned.yaml"), cwd=tmp_path)
+
+    assert rc == 1  # no daemon wrote a status file here
+    assert [m for m in HEAVY if m in modules] == []
+    assert "attuned.cli.status" in modules and "attuned.cli.packs" not in modules
+
+
+@pytest.mark.parametrize("module", sorted({module for module, _ in VERBS.values()}))
+def test_each_module_adds_exactly_the_verbs_the_table_gives_it(module: str) -> None:
+    verb = next(v for v, (m, _) in VERBS.items() if m == module)
+    parser = build_parser(verb)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    # a verb's own parser says what runs it; a verb listed by name only does not
+    real = {name for name, child in sub.choices.items() if child.get_default("run") is not None}
+    assert real == {v for v, (m, _) in VERBS.items() if m == module}
+    helps = {a.dest: a.help for a in sub._choices_actions}
+    assert all(helps[v] == text for v, (_, text) in VERBS.items())
+
+
+def test_the_verb_is_the_first_word_that_is_not_an_option() -> None:
+    assert verb_in(["--log-level", "debug", "history", "hello"]) == "history"
+    assert verb_in(["--help"]) == ""
+    assert verb_in([]) == ""
+    assert verb_in(["nosuch"]) == "nosuch"
+
+
+def test_an_unknown_verb_is_refused_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    from attuned.cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["nosuch"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'nosuch'" in capsys.readouterr().err
