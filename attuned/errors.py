@@ -44,6 +44,7 @@ class AttunedError(Exception):
     """Base of every error attuned reports; `exit_code` is what the CLI exits with."""
 
     exit_code = 1
+    answered = False  # the verb's --json answer already tells of this error (register, test)
 
 
 @dataclass

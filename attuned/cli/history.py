@@ -16,7 +16,8 @@ from sqlmodel import Session
 
 from attuned.cli.common import add_common, execution_dict, open_registry, print_json, table
 from attuned.cli.verbs import help_of
-from attuned.store import cases, runs
+from attuned.errors import Problem, ValidationFailed
+from attuned.store import cases, repository, runs
 from attuned.store.models import TestRun, aware
 from attuned.testing.regressions import Case, case_id
 
@@ -166,6 +167,10 @@ def filtered(args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     where = run_filter(args)
     with open_registry(args) as registry, registry.db.read() as session:
+        if not runs.has_runs(session, args.ref) and repository.get_pack(session, args.ref) is None:
+            raise ValidationFailed(
+                [Problem(None, f"pack {args.ref!r} is not registered and has no test runs")]
+            )
         if args.case is not None:
             show_case(runs.case_runs(session, where, args.case), args)
         elif args.cases is not None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import sys
 from collections.abc import Sequence
 
 from attuned.cli.verbs import VERBS
-from attuned.errors import AttunedError, ValidationFailed
+from attuned.errors import AttunedError, headline
 from attuned.report.log import configure_logging
 
 EXIT_CODES = """\
@@ -19,6 +21,7 @@ exit codes:
   3  conflict (pack already registered without --force; unregister with dependents)
   4  tests failed: the registration was rolled back (attuned test: the gate blocked;
      attuned reconcile --once: a pack is failed or blocked)
+  141  stdout was closed by its reader (| head)
 """
 
 
@@ -70,15 +73,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         code: int = args.run(args)
-    except ValidationFailed as exc:
-        print(f"error: {exc}" if "\n" not in str(exc) else f"error:\n{exc}", file=sys.stderr)
-        return exc.exit_code
     except AttunedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return _failed(args, str(exc), exc.exit_code, answered=exc.answered)
+    except BrokenPipeError:  # `attuned status --json | head`: the reader has had enough
+        _discard_stdout()
+        return CLOSED_PIPE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not type(exc).__module__.startswith(_DATABASE_MODULES):
+            raise
+        return _failed(args, f"the database failed: {headline(exc)}", 1)
     return code
+
+
+CLOSED_PIPE = 141  # what a shell reports for a process killed by SIGPIPE
+# exceptions of these packages are the database's (locked, unreachable): one line, no trace
+_DATABASE_MODULES = ("sqlalchemy", "psycopg", "sqlite3")
+
+
+def _failed(args: argparse.Namespace, message: str, code: int, *, answered: bool = False) -> int:
+    """Say why on stderr (one line, or the problems one per line); with --json, also as a
+    JSON object on stdout, so a tool reading stdout sees the failure (unless the verb's own
+    JSON answer says it: `register` and `test` print their result, then fail)."""
+    print(f"error:\n{message}" if "\n" in message else f"error: {message}", file=sys.stderr)
+    if getattr(args, "json", False) and not answered:
+        try:
+            print(json.dumps({"error": message, "exit_code": code}))
+        except BrokenPipeError:
+            _discard_stdout()
+    return code
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":  # pragma: no cover

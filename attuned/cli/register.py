@@ -48,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
                 )
             else:
                 print(render_result(failed.result))
-            raise TestsFailed(str(failed)) from None
+            error = TestsFailed(str(failed))
+            error.answered = args.json
+            raise error from None
     if args.json:
         print_json(
             {

@@ -43,5 +43,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(render_result(result, verbose=args.verbose))
     if result.gate.blocks:
-        raise TestsFailed(f"tests of {ref} did not pass: {result.gate.reason}")
+        error = TestsFailed(f"tests of {ref} did not pass: {result.gate.reason}")
+        error.answered = args.json
+        raise error
     return 0

@@ -225,7 +225,12 @@ def test_nothing_matching_says_so(cli: Attuned) -> None:
         == "no test executions of 'hello' match the filters\n"
     )
     assert cli.json("history", "hello", "--version", "9.9.9") == []
-    assert cli("history", "nope") == "no test executions recorded for 'nope'\n"
+    # a ref never registered nor tested is a usage error, as `show nope` is
+    assert cli.run("history", "nope") == (
+        2,
+        "",
+        "error: pack 'nope' is not registered and has no test runs\n",
+    )
 
 
 @pytest.mark.parametrize(

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from attuned.cli.main import build_parser, verb_in
+from attuned.cli.main import CLOSED_PIPE, build_parser, verb_in
 from attuned.cli.verbs import VERBS
+from tests.conftest import EXAMPLES
 
 HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "attuned.registry", "pygit2")
 
@@ -81,3 +84,64 @@ def test_an_unknown_verb_is_refused_by_name(capsys: pytest.CaptureFixture[str]) 
         main(["nosuch"])
     assert exited.value.code == 2
     assert "invalid choice: 'nosuch'" in capsys.readouterr().err
+
+
+def attuned(*argv: str, cwd: Path, stdout: int | None = subprocess.PIPE) -> tuple[int, str, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "attuned", *argv],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+    )
+    return done.returncode, done.stdout or "", done.stderr
+
+
+def sqlite_config(root: Path, busy_timeout: float = 30) -> Path:
+    config = root / "attuned.yaml"
+    config.write_text(
+        f"state_dir: {root / 'state'}\n"
+        f"database:\n  url: sqlite:///{root / 'attuned.db'}\n  busy_timeout: {busy_timeout}\n"
+    )
+    return config
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before a byte is written (`| head -0`)
+    try:
+        rc, _, err = attuned(
+            "validate", str(EXAMPLES / "hello"), "--json", cwd=tmp_path, stdout=write_end
+        )
+    finally:
+        os.close(write_end)
+
+    assert (rc, err) == (CLOSED_PIPE, "")
+
+
+def test_a_locked_database_is_one_line_and_with_json_an_object_on_stdout(tmp_path: Path) -> None:
+    config = sqlite_config(tmp_path, busy_timeout=0.2)
+    assert attuned("db", "upgrade", "--config", str(config), cwd=tmp_path)[0] == 0
+    holder = sqlite3.connect(tmp_path / "attuned.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another writer holds the database
+    try:
+        rc, out, err = attuned("suspend", "hello", "--config", str(config), "--json", cwd=tmp_path)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+    assert rc == 1
+    assert err.startswith("error: the database failed: ") and "database is locked" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert json.loads(out) == {"error": err.removeprefix("error: ").strip(), "exit_code": 1}
+
+
+def test_history_of_a_pack_never_seen_is_a_usage_error_like_show(tmp_path: Path) -> None:
+    config = str(sqlite_config(tmp_path))
+
+    history = attuned("history", "nosuch", "--config", config, cwd=tmp_path)
+    show = attuned("show", "nosuch", "--config", config, cwd=tmp_path)
+
+    assert history[0] == show[0] == 2
+    assert history[2] == "error: pack 'nosuch' is not registered and has no test runs\n"
