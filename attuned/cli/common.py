@@ -7,9 +7,9 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from attuned.cli.options import add_common as add_common  # re-exported for the verbs
 from attuned.config import AttunedConfig, load_config
 
 if TYPE_CHECKING:  # SQLAlchemy and the registry cost 0.4 s: imported by the verbs that use them
@@ -26,17 +26,6 @@ STATUS_COLOUR = {
     "partial": "yellow",
     "skipped": "yellow",
 }
-
-
-def add_common(parser: argparse.ArgumentParser, *, json_flag: bool = True) -> None:
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help="attuned.yaml (default ./attuned.yaml, then "
-        "/etc/attuned/attuned.yaml; env ATTUNED_CONFIG)",
-    )
-    if json_flag:
-        parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def config_of(args: argparse.Namespace) -> AttunedConfig:

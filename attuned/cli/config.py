@@ -16,6 +16,7 @@ from attuned.envs.settings import redact_url
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("config", help=help_of("config"))
+    add_common(parser)  # `attuned config --config X ...` too
     verbs = parser.add_subparsers(dest="config_verb", required=True)
     check = verbs.add_parser("check", help="validate; exit 2 naming the key and line if wrong")
     add_common(check)

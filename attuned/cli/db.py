@@ -11,6 +11,7 @@ from attuned.store.database import Database
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("db", help=help_of("db"))
+    add_common(parser)  # `attuned db --config X ...` too
     verbs = parser.add_subparsers(dest="db_verb", required=True)
     upgrade = verbs.add_parser("upgrade", help="migrate the schema (default: to the newest)")
     upgrade.add_argument("revision", nargs="?", default="head")

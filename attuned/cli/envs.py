@@ -17,6 +17,7 @@ from attuned.store.packstore import PackStore
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("envs", help=help_of("envs"))
+    add_common(parser)  # `attuned envs --config X ...` too
     verbs = parser.add_subparsers(dest="envs_verb", required=True)
     listing = verbs.add_parser("list", help="every environment, its size and its users")
     add_common(listing)

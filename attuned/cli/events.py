@@ -4,7 +4,6 @@ deliver now (for hosts that run `reconcile --once` from a timer instead of the d
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from attuned.cli.common import add_common, colour, config_of, open_registry, print_json, table
@@ -40,19 +39,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     again.add_argument("ids", nargs="*", metavar="ID", help="event ids (a unique prefix will do)")
     again.add_argument("--dead", action="store_true", help="every dead delivery")
     again.add_argument("--sink", dest="redeliver_sink", help="only to this sink")
-    _leaf_common(again)
+    add_common(again)  # after the sub-verb too
     deliver = verbs.add_parser("deliver", help="deliver what is due now, then exit")
     deliver.add_argument(
         "--timeout", type=float, default=None, help="seconds (default outbox.drain_timeout)"
     )
-    _leaf_common(deliver)
+    add_common(deliver)
     parser.set_defaults(run=run)
-
-
-def _leaf_common(parser: argparse.ArgumentParser) -> None:
-    """--config/--json after the sub-verb too, without hiding ones given before it."""
-    parser.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="attuned.yaml")
-    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from attuned.cli.options import add_common, fill_defaults, takes_value
 from attuned.cli.verbs import VERBS
 from attuned.errors import AttunedError, headline
 from attuned.report.log import configure_logging
@@ -34,12 +35,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--log-level",
-        default="warning",
-        choices=["debug", "info", "warning", "error"],
-        help="structured log (stderr) verbosity, default warning",
-    )
+    add_common(parser)  # also before the verb: `attuned --config X status`
     sub = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     if verb is None:
         wanted = {module for module, _ in VERBS.values()}
@@ -60,7 +56,7 @@ def verb_in(argv: Sequence[str]) -> str | None:
     value); "" when there is none (`attuned --help`: nothing to import)."""
     words = iter(argv)
     for word in words:
-        if word == "--log-level":
+        if takes_value(word):
             next(words, None)
         elif not word.startswith("-"):
             return word
@@ -69,7 +65,7 @@ def verb_in(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(verb_in(arguments)).parse_args(arguments)
+    args = fill_defaults(build_parser(verb_in(arguments)).parse_args(arguments))
     configure_logging(args.log_level)
     try:
         code: int = args.run(args)

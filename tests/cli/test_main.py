@@ -14,6 +14,7 @@ import pytest
 
 from attuned.cli.main import CLOSED_PIPE, build_parser, verb_in
 from attuned.cli.verbs import VERBS
+from attuned.store.database import HEAD_REVISION
 from tests.conftest import EXAMPLES
 
 HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "attuned.registry", "pygit2")
@@ -145,3 +146,33 @@ def test_history_of_a_pack_never_seen_is_a_usage_error_like_show(tmp_path: Path)
 
     assert history[0] == show[0] == 2
     assert history[2] == "error: pack 'nosuch' is not registered and has no test runs\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--config", "{config}", "db", "current"],
+        ["db", "--config", "{config}", "current"],
+        ["db", "current", "--config", "{config}"],
+        ["--log-level", "info", "db", "current", "--config", "{config}"],
+        ["db", "current", "--log-level", "error", "--config", "{config}"],
+    ],
+)
+def test_common_options_work_before_or_after_the_verb_at_any_depth(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    config = sqlite_config(tmp_path)
+    assert attuned("db", "upgrade", "--config", str(config), cwd=tmp_path)[0] == 0
+
+    rc, out, err = attuned(*(a.format(config=config) for a in argv), cwd=tmp_path)
+
+    assert (rc, err) == (0, "")
+    assert out.strip() == f"schema revision: {HEAD_REVISION}"
+
+
+def test_json_before_the_verb_is_the_verbs_json(tmp_path: Path) -> None:
+    config = str(sqlite_config(tmp_path))
+
+    rc, out, _ = attuned("--json", "--config", config, "packs", cwd=tmp_path)
+
+    assert (rc, json.loads(out)) == (0, [])
