@@ -153,13 +153,6 @@ def cases_of_result(result: dict[str, Any]) -> list[Case]:
     return list(cases.values())
 
 
-def runner_types_of(result: dict[str, Any]) -> dict[str, str]:
-    return {
-        str(s.get("name", "")): str(s.get("runner_type", ""))
-        for s in result.get("test_suites") or []
-    }
-
-
 def run_cases(session: Session, run: TestRun) -> list[Case]:
     """A run's cases: its rows, or its result JSON when the rows are gone."""
     assert run.id is not None

@@ -30,7 +30,7 @@ from attuned.store.models import (
     TestRun,
     utcnow,
 )
-from attuned.testing.regressions import Case, cases_of
+from attuned.testing.regressions import cases_of
 from attuned.testing.results import PackTestResult
 
 # -- reading packs ----------------------------------------------------------------------------
@@ -346,12 +346,10 @@ def add_test_run(
     pack_digest: str = "",
     source: str | None = None,
     source_revision: str | None = None,
-    cases_found: Sequence[Case] | None = None,
 ) -> TestRun:
-    """Record a run in attuned's history, its cases in the per-case history
-    (`cases_found`: the result's, when the caller has them already) and, when Attune's
-    table can hold it (the pack has a row: not a first registration that was rolled back),
-    in Attune's `pack_test_execution`."""
+    """Record a run in attuned's history, its cases in the per-case history and, when
+    Attune's table can hold it (the pack has a row: not a first registration that was
+    rolled back), in Attune's `pack_test_execution`."""
     connection = session.connection()
     pack_id = reader.pack_id(connection, result.pack_ref)
     attune_id = (
@@ -385,8 +383,7 @@ def add_test_run(
     session.flush()
     assert record.id is not None
     runner_types = {s.name: s.runner_type for s in result.test_suites}
-    found = cases_of(result) if cases_found is None else cases_found
-    cases.add_cases(session, record.id, result.pack_ref, runner_types, found)
+    cases.add_cases(session, record.id, result.pack_ref, runner_types, cases_of(result))
     return record
 
 
