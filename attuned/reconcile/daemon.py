@@ -43,6 +43,7 @@ from attuned.reconcile.planner import plan as make_plan
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.reconcile.sourceset import SourceSet
+from attuned.reconcile.statcache import StatCacheKeeper
 from attuned.reconcile.summary import derive_packs
 from attuned.reconcile.watch import FolderWatcher
 from attuned.registry import Registry
@@ -165,6 +166,7 @@ class Daemon:
         self.conditions = ConditionLog(self._announce)
         self.sources = SourceSet(self.snapshots, self.conditions)
         self.drift = DriftCheck(self.snapshots, self.conditions)
+        self._stat_cache = StatCacheKeeper(config.state_dir, self.snapshots, self.drift)
         self.memory = Memory()
         self.packs: dict[str, PackStatus] = {}
         self.conflicts: list[dict[str, str]] = []
@@ -224,6 +226,7 @@ class Daemon:
             self._deliver_once()
             self.phase = "stopped"
             self._write_status()
+            self._stat_cache.save_if_due(now=True)
             return 4 if self.any_failed else 0
         finally:
             self._stop_dispatcher()
@@ -412,6 +415,7 @@ class Daemon:
         self._stop_dispatcher()
         self.phase = "stopped"
         self._write_status()
+        self._stat_cache.save_if_due(now=True)
         self._close_registry()
         self.lock.release()
         if self.pinger is not None:
@@ -571,6 +575,7 @@ class Daemon:
         self._write_status()
         log.info(Event.RECONCILE_STARTED, trigger=trigger)
         try:
+            self._stat_cache.load_once()
             registry = self._registry()
             self.recorder.flush()  # events a database outage kept back
             scans = self.sources.scan_all(poll or set(), heartbeat=self._beat, changed=changed)
@@ -613,6 +618,7 @@ class Daemon:
         except Exception as exc:  # database down, disk full...: degrade, retry with backoff
             self._degraded(exc)
         self._write_status()
+        self._stat_cache.save_if_due()
 
     def _registry(self) -> Registry:
         if self.registry is None:

@@ -31,11 +31,34 @@ class DriftCheck:
         self.conditions = conditions
         self._verified: dict[str, tuple[str, Fingerprint]] = {}  # ref -> (digest, fingerprint)
         self.bytes_hashed = 0  # content read by the check: 0 on a pass where nothing changed
+        self.changes = 0  # bumped whenever `_verified` changes: whether to save it
+
+    def cache_to_json(self) -> dict[str, object]:
+        """ref -> [digest, fingerprint] of every served pack verified, for `StatCache`."""
+        return {ref: [digest, seen.to_json()] for ref, (digest, seen) in self._verified.items()}
+
+    def cache_from_json(self, data: dict[str, object]) -> int:
+        """Take what a previous process verified: an entry only spares a read while the
+        served directory's fingerprint and the recorded digest are both unchanged."""
+        taken = 0
+        for ref, raw in data.items():
+            try:
+                if not isinstance(raw, list) or len(raw) != 2 or not isinstance(raw[0], str):
+                    raise ValueError(raw)
+                self._verified.setdefault(ref, (raw[0], Fingerprint.from_json(raw[1])))
+            except (ValueError, TypeError):
+                continue
+            taken += 1
+        return taken
 
     def check(self, registry: Registry) -> list[str]:
         """Restore every drifted pack; returns the refs found drifted."""
         with registry.db.read() as session:
             records = repository.managed_heads(session)
+        served_refs = {record.ref for record in records}
+        for ref in [ref for ref in self._verified if ref not in served_refs]:
+            del self._verified[ref]  # no longer served: nothing to keep for it
+            self.changes += 1
         drifted = []
         for record in records:
             served = registry.store.active_dir(record.ref)
@@ -56,9 +79,11 @@ class DriftCheck:
                 # otherwise hide behind an unchanged one
                 if seen is not None and seen.settled(started_ns - self.racy_window_ns):
                     self._verified[record.ref] = (record.digest, seen)
+                    self.changes += 1
                 continue
             drifted.append(record.ref)
-            self._verified.pop(record.ref, None)
+            if self._verified.pop(record.ref, None) is not None:
+                self.changes += 1
             snapshot = self.snapshots.root / record.digest
             if snapshot.is_dir():
                 registry.store.restore(record.ref, record.version, snapshot)
