@@ -211,11 +211,19 @@ class PackStore:
     def _active_dirs(self) -> set[Path]:
         if not self.root.is_dir():
             return set()
+        real = os.path.realpath(self.root)
         return {
-            (self.root / os.readlink(entry)).resolve()
+            Path(os.path.normpath(os.path.join(real, os.readlink(entry))))
             for entry in self.root.iterdir()
             if entry.is_symlink() and not entry.name.startswith(".")
         }
+
+    def _real_version_dir(self, name: str) -> Path:
+        """`versions/<name>` as `_active_dirs` and `active_dir` spell it: one realpath of
+        the root, not Path.resolve() (an lstat per component) for each of 10,000 packs."""
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        return Path(os.path.normpath(os.path.join(self._real_root, VERSIONS, name)))
 
     def collect_garbage(self, min_age: float = 0.0) -> list[Path]:
         """Delete version directories nothing points at and leftover staging copies.
@@ -228,7 +236,7 @@ class PackStore:
         active = self._active_dirs()
         horizon = time.time() - min_age
         candidates = [
-            *(e for e in _entries(self.versions) if e.resolve() not in active),
+            *(e for e in _entries(self.versions) if self._real_version_dir(e.name) not in active),
             *_entries(self.staging),
             *self.root.glob(".*.link-*"),
         ]
@@ -257,11 +265,12 @@ class PackStore:
                 entry.unlink()
                 fixed.append(f"unlinked:{entry.name}")
         for ref, (version, pack_digest) in expected.items():
-            want = self.versions / version_dirname(ref, version, pack_digest)
+            name = version_dirname(ref, version, pack_digest)
+            want = self.versions / name
             if not want.is_dir():
                 fixed.append(f"missing:{ref}")
                 continue
-            if self.active_dir(ref) != want.resolve():
+            if self.active_dir(ref) != self._real_version_dir(name):
                 self.activate(ref, want)
                 fixed.append(f"relinked:{ref}")
         return fixed
