@@ -211,6 +211,7 @@ class Daemon:
             self._start_scheduler()
             self.delivering = True  # the dispatcher runs beside the loop from the first pass
             self._log_started()
+            self.requests.ask(full=True)  # the first pass now, not after the loop's first tick
             self._loop()
             return 0
         finally:
