@@ -261,6 +261,7 @@ class ReadCounter:
     counts: dict[str, int] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)
     active: bool = False
+    ignored: frozenset[str] = frozenset()  # paths not counted (the stat cache file itself)
 
     def watch(self, **roots: Path) -> None:
         self.roots = {label: os.path.realpath(p) + os.sep for label, p in roots.items()}
@@ -282,6 +283,8 @@ class ReadCounter:
         elif "r" not in mode:
             return
         text = os.fsdecode(path)
+        if text in self.ignored:
+            return
         for label, root in self.roots.items():
             if text.startswith(root) or os.path.realpath(text).startswith(root):
                 self.counts[label] += 1

@@ -34,6 +34,7 @@ SCENARIOS = (
     "executor_overhead",
     "attune_tables",
     "notify",
+    "restart",
 )
 
 

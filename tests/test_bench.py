@@ -26,6 +26,7 @@ SCENARIOS = {
     "executor_overhead",
     "attune_tables",
     "notify",
+    "restart",
 }
 
 
