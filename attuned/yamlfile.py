@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +39,28 @@ except AttributeError:  # pragma: no cover - depends on the PyYAML build
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Loc = tuple[str | int, ...]
+# the bytes of each file read in a `keeping_reads()` block, by str(path)
+_READS: ContextVar[dict[str, bytes] | None] = ContextVar("attuned_yaml_reads", default=None)
+
+
+@contextmanager
+def keeping_reads() -> Iterator[dict[str, bytes]]:
+    """Keep the bytes of each file read (and so validated) within the block, the first read
+    of each path: a pack's digest is then taken over exactly what was checked, and a file
+    edited between the check and the digest cannot slip in unchecked."""
+    reads: dict[str, bytes] = {}
+    token = _READS.set(reads)
+    try:
+        yield reads
+    finally:
+        _READS.reset(token)
+
+
+def kept(path: Path, data: bytes) -> None:
+    """Note `data` as what `path` held when it was read, inside `keeping_reads()`."""
+    reads = _READS.get()
+    if reads is not None:
+        reads.setdefault(str(path), data)
 
 
 class _Refused(yaml.MarkedYAMLError):
@@ -208,6 +232,7 @@ def _read_text(path: Path) -> str:
     finally:
         os.close(fd)
     data = b"".join(chunks)
+    kept(path, data)
     if len(data) > MAX_YAML_BYTES:  # it grew after the fstat
         raise ValidationFailed([_too_big(path, len(data))])
     if b"\0" in data:

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from attuned.errors import Problem, ValidationFailed
+from attuned.pack.content import PackFile
 from attuned.pack.manifest import PackManifest
 from attuned.pack.workflows import WorkflowSpec, definition_of, task_problems
 from attuned.yamlfile import line_map, locate, problems_from, read_yaml
@@ -260,13 +261,20 @@ def is_native(runner: str | None) -> bool:
 
 
 class _Loader:
-    def __init__(self, pack_dir: Path, manifest: PackManifest) -> None:
+    def __init__(
+        self, pack_dir: Path, manifest: PackManifest, files: list[PackFile] | None = None
+    ) -> None:
         self.pack_dir = pack_dir
+        self.root = str(pack_dir)
         self.manifest = manifest
         self.pack_ref = manifest.ref
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = []
         self.components: list[Component] = []
+        # the pack's regular files, when listing found no symlink: a plain relative path
+        # among them is inside the pack and a file, with no resolve() (an lstat per part)
+        self.listed = None if files is None else frozenset(f.relpath for f in files)
+        self._real_root: Path | None = None
 
     def problem(self, path: Path, message: str, loc: tuple[str | int, ...] = ()) -> None:
         line = locate(line_map(path), loc) if loc else None
@@ -334,6 +342,9 @@ class _Loader:
 
     def rel(self, path: Path) -> str:
         """`path` relative to the pack root (`path` may be resolved already)."""
+        text = str(path)
+        if text.startswith(self.root + "/"):
+            return text[len(self.root) + 1 :]
         if path.is_relative_to(self.pack_dir):
             return path.relative_to(self.pack_dir).as_posix()
         return path.relative_to(self.pack_dir.resolve()).as_posix()
@@ -375,6 +386,8 @@ class _Loader:
                     ("entry_point",),
                 )
             return
+        if self.listed_file(path.parent, entry_point):
+            return
         found = self.inside_pack(path, path.parent, entry_point, ("entry_point",))
         if found is None:
             return
@@ -383,10 +396,30 @@ class _Loader:
                 return
         self.problem(path, f"{entry_point!r} does not exist in the pack", ("entry_point",))
 
+    def listed_file(self, base: Path, relative: str) -> bool:
+        """Whether `relative` (to `base`, else to the pack root) names one of the pack's
+        listed files, judged from names alone. Only a plain path (no `.`, `..`, empty or
+        absolute part) qualifies: with no symlink in the pack, it resolves to itself.
+        False means "ask the file system", never "missing"."""
+        if self.listed is None or relative.startswith("/"):
+            return False
+        if any(part in ("", ".", "..") for part in relative.split("/")):
+            return False
+        inner = str(base)
+        if inner == self.root:
+            return relative in self.listed
+        if not inner.startswith(self.root + "/"):
+            return False
+        return f"{inner[len(self.root) + 1 :]}/{relative}" in self.listed or (
+            relative in self.listed
+        )
+
     def inside_pack(
         self, path: Path, base: Path, relative: str, loc: tuple[str, ...]
     ) -> Path | None:
-        root = self.pack_dir.resolve()
+        if self._real_root is None:
+            self._real_root = self.pack_dir.resolve()
+        root = self._real_root
         try:
             candidate = (base / relative).resolve()
         except (OSError, RuntimeError) as exc:  # a symlink loop, an unreadable directory
@@ -564,11 +597,12 @@ def _yaml_files(directory: Path) -> list[Path]:
 
 
 def load_components(
-    pack_dir: Path, manifest: PackManifest
+    pack_dir: Path, manifest: PackManifest, files: list[PackFile] | None = None
 ) -> tuple[list[Component], list[Problem]]:
     """Every component of the pack in Attune's load order, and warnings; or ValidationFailed
-    listing each bad file."""
-    return _Loader(pack_dir, manifest).load()
+    listing each bad file. `files`: the pack's files as `list_files` found them (no
+    symlink among them), which spares a resolve() per entry point."""
+    return _Loader(pack_dir, manifest, files).load()
 
 
 def references(component: Component, pack_ref: str) -> list[tuple[str, str, str]]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,9 @@ from attuned.errors import Problem, ValidationFailed
 
 _CHUNK = 1 << 20
 IGNORED_NAMES = frozenset({"__pycache__", ".git", ".pytest_cache", ".mypy_cache"})
+# a source opened for copying: never follow a symlink swapped in, never block on a FIFO
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,12 @@ class PackFile:
     relpath: str  # posix, relative to the pack root
     size: int
     executable: bool
+
+    @property
+    def mode(self) -> int:
+        """The permission bits a copy gets: what Attune's workers need, nothing of the
+        author's umask."""
+        return 0o755 if self.executable else 0o644
 
 
 def _ignored(name: str) -> bool:
@@ -37,7 +46,7 @@ def _bad_name(pack_dir: Path, rel: str) -> Problem | None:
     The problem names the pack directory, with the name escaped, never the raw path.
     """
     try:
-        rel.encode("utf-8")  # os.walk smuggles undecodable bytes in as lone surrogates
+        rel.encode("utf-8")  # os.scandir smuggles undecodable bytes in as lone surrogates
     except UnicodeEncodeError:
         return Problem(pack_dir, "a file name is not UTF-8 text; rename it")
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in rel):
@@ -46,68 +55,129 @@ def _bad_name(pack_dir: Path, rel: str) -> Problem | None:
 
 
 def list_files(pack_dir: Path) -> list[PackFile]:
-    """Every regular file of the pack, sorted; ValidationFailed for anything else."""
+    """Every regular file of the pack, sorted; ValidationFailed for anything else.
+
+    The order is the digest's: a directory's files (by name), then each subdirectory's
+    (by name, depth first), as `os.walk` gave it; built from relative names, not
+    `os.path.relpath` per file (a quarter of a small pack's validation).
+    """
     problems: list[Problem] = []
     files: list[PackFile] = []
     root = str(pack_dir)
-
-    def unreadable(error: OSError) -> None:
-        problems.append(Problem(Path(error.filename or root), f"cannot read: {error.strerror}"))
-
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
-        dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
-        for name in [*dirnames, *sorted(f for f in filenames if not _ignored(f))]:
-            full = os.path.join(dirpath, name)  # os.walk speaks strings
-            rel = os.path.relpath(full, root)
+    pending = [""]  # relative directories still to list, the next one last
+    while pending:
+        rel_dir = pending.pop()
+        where = os.path.join(root, rel_dir) if rel_dir else root
+        try:
+            with os.scandir(where) as scan:
+                entries = list(scan)
+        except OSError as error:
+            where = error.filename or where
+            problems.append(Problem(Path(where), f"cannot read: {error.strerror}"))
+            continue
+        dirs: list[os.DirEntry[str]] = []
+        plain: list[os.DirEntry[str]] = []
+        for entry in entries:
+            if _ignored(entry.name):
+                continue
+            try:
+                is_dir = entry.is_dir()  # followed, as os.walk does: a link to one is a "dir"
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else plain).append(entry)
+        dirs.sort(key=lambda e: e.name)
+        plain.sort(key=lambda e: e.name)
+        descend = []
+        for entry in (*dirs, *plain):
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             bad_name = _bad_name(pack_dir, rel)
             if bad_name is not None:
                 if bad_name not in problems:
                     problems.append(bad_name)
-                if name in dirnames:
-                    dirnames.remove(name)  # one problem for the directory, not one per file
-                continue
+                continue  # a directory: one problem for it, not one per file inside
+            full = entry.path
             info = os.lstat(full)
             if stat.S_ISLNK(info.st_mode):
                 target = os.readlink(full)
                 problems.append(Problem(Path(full), f"symbolic link (to {target!r}) refused"))
             elif stat.S_ISDIR(info.st_mode):
-                continue
+                descend.append(rel)
             elif not stat.S_ISREG(info.st_mode):
                 problems.append(Problem(Path(full), "not a regular file (device, FIFO or socket)"))
             elif info.st_nlink > 1:
                 problems.append(Problem(Path(full), "hard link refused"))
             else:
-                files.append(
-                    PackFile(
-                        relpath=Path(rel).as_posix(),
-                        size=info.st_size,
-                        executable=bool(info.st_mode & stat.S_IXUSR),
-                    )
-                )
+                files.append(PackFile(rel, info.st_size, bool(info.st_mode & stat.S_IXUSR)))
+        pending.extend(reversed(descend))
     if problems:
         raise ValidationFailed(problems)
     return files
 
 
-def digest(pack_dir: Path, files: list[PackFile] | None = None) -> str:
-    """sha256 over each file's path, executable bit and content: equal content, equal digest."""
+def _header(item: PackFile) -> bytes:
+    return f"{item.relpath}\0{int(item.executable)}\0{item.size}\0".encode()
+
+
+def digest(
+    pack_dir: Path, files: list[PackFile] | None = None, read: Mapping[str, bytes] | None = None
+) -> str:
+    """sha256 over each file's path, executable bit and content: equal content, equal digest.
+
+    `read` maps `str(pack_dir / relpath)` to bytes already read (and validated): those are
+    hashed instead of the file, so the digest names exactly the content that was checked,
+    even if the file changed since.
+    """
     files = list_files(pack_dir) if files is None else files
+    read = read or {}
     hasher = hashlib.sha256()
     for item in files:
-        hasher.update(f"{item.relpath}\0{int(item.executable)}\0{item.size}\0".encode())
-        with (pack_dir / item.relpath).open("rb") as handle:
+        hasher.update(_header(item))
+        path = str(pack_dir / item.relpath)
+        known = read.get(path)
+        if known is not None:
+            hasher.update(known)
+            continue
+        with open(path, "rb") as handle:
             while chunk := handle.read(_CHUNK):
                 hasher.update(chunk)
     return hasher.hexdigest()
 
 
-def copy_files(pack_dir: Path, files: list[PackFile], target: Path) -> None:
-    """Copy exactly the listed files (not whatever appeared since) into a new `target`."""
+def copy_files(pack_dir: Path, files: list[PackFile], target: Path) -> str:
+    """Copy exactly the listed files (not whatever appeared since) into a new `target`;
+    returns the digest of the bytes written, so the copy is verified without reading it
+    back. A source file that became a symlink or a FIFO since it was listed is not followed
+    (OSError ELOOP, or EINVAL)."""
     target.mkdir(parents=True)
+    source, dest = str(pack_dir), str(target)
+    made = {""}
+    hasher = hashlib.sha256()
     for index, item in enumerate(files):
         if index == len(files) // 2:
             faults.point("mid_copy")
-        dest = target / item.relpath
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(pack_dir / item.relpath, dest)
-        os.chmod(dest, 0o755 if item.executable else 0o644)
+        parent = item.relpath.rpartition("/")[0]
+        if parent not in made:
+            os.makedirs(f"{dest}/{parent}", exist_ok=True)
+            made.add(parent)
+        hasher.update(_header(item))
+        _copy_one(f"{source}/{item.relpath}", f"{dest}/{item.relpath}", item.mode, hasher)
+    return hasher.hexdigest()
+
+
+def _copy_one(source: str, dest: str, mode: int, hasher: hashlib._Hash) -> None:
+    fd = os.open(source, _READ_FLAGS)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(22, "no longer a regular file", source)  # EINVAL
+        out = os.open(dest, _CREATE_FLAGS, mode)
+        try:
+            os.fchmod(out, mode)  # whatever the umask
+            while chunk := os.read(fd, _CHUNK):
+                hasher.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(out, view) :]
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)

@@ -10,6 +10,7 @@ from attuned.pack.components import Component, load_components
 from attuned.pack.content import PackFile, digest, list_files
 from attuned.pack.manifest import LoadedManifest, PackManifest, load_manifest
 from attuned.pack.requirements import requirement_problems
+from attuned.yamlfile import keeping_reads
 
 
 @dataclass(frozen=True)
@@ -33,22 +34,29 @@ class Pack:
 
 
 def load_pack(pack_dir: Path) -> Pack:
-    """Validate manifest, content and components; collect every problem before raising."""
-    loaded: LoadedManifest = load_manifest(pack_dir)
-    problems: list[Problem] = []
-    files: list[PackFile] = []
-    components: list[Component] = []
-    try:
-        files = list_files(pack_dir)
-    except ValidationFailed as exc:
-        problems.extend(exc.problems)
-    warnings = list(loaded.warnings)
-    try:
-        components, component_warnings = load_components(pack_dir, loaded.manifest)
-        warnings.extend(component_warnings)
-    except ValidationFailed as exc:
-        problems.extend(exc.problems)
-    problems.extend(requirement_problems(pack_dir, loaded.manifest.meta))
+    """Validate manifest, content and components; collect every problem before raising.
+
+    The digest is taken over the bytes that were validated (each file is read once), so two
+    directories with the same digest validate alike: a copy is verified by its digest
+    alone.
+    """
+    with keeping_reads() as reads:
+        loaded: LoadedManifest = load_manifest(pack_dir)
+        problems: list[Problem] = []
+        files: list[PackFile] = []
+        listed: list[PackFile] | None = None
+        components: list[Component] = []
+        try:
+            files = listed = list_files(pack_dir)
+        except ValidationFailed as exc:
+            problems.extend(exc.problems)
+        warnings = list(loaded.warnings)
+        try:
+            components, component_warnings = load_components(pack_dir, loaded.manifest, listed)
+            warnings.extend(component_warnings)
+        except ValidationFailed as exc:
+            problems.extend(exc.problems)
+        problems.extend(requirement_problems(pack_dir, loaded.manifest.meta))
     if problems:
         raise ValidationFailed(problems)
     return Pack(
@@ -56,6 +64,6 @@ def load_pack(pack_dir: Path) -> Pack:
         manifest=loaded.manifest,
         components=components,
         files=files,
-        digest=digest(pack_dir, files),
+        digest=digest(pack_dir, files, reads),
         warnings=warnings,
     )

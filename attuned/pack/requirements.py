@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from attuned.errors import Problem, ValidationFailed
-from attuned.yamlfile import line_map, locate, read_yaml
+from attuned.yamlfile import kept, line_map, locate, read_yaml
 
 REQUIREMENTS_NAME = "requirements.txt"
 MANIFEST_NAME = "pack.yaml"  # as attuned.pack.manifest.MANIFEST_NAME (no import: no cycle)
@@ -99,6 +99,7 @@ def _read_requirements_file(path: Path) -> tuple[str | None, list[Problem]]:
         data = path.read_bytes()[: MAX_REQUIREMENTS_BYTES + 1]
     except OSError as exc:
         return None, [Problem(path, f"cannot read: {exc.strerror}")]
+    kept(path, data)
     try:
         return data.decode("utf-8"), []
     except UnicodeDecodeError as exc:
