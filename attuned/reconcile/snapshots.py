@@ -13,6 +13,7 @@ another. A stat cache keeps an unchanged pack from being read again at every sca
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -29,7 +30,7 @@ from typing import NamedTuple
 from pydantic import ValidationError as PydanticValidationError
 
 from attuned.errors import AttunedError, ValidationFailed
-from attuned.pack.content import IGNORED_NAMES, copy_files
+from attuned.pack.content import IGNORED_NAMES, copy_files, digest, list_files
 from attuned.pack.loader import Pack, load_pack
 from attuned.pack.manifest import PackManifest
 
@@ -333,50 +334,52 @@ class SnapshotStore:
         with self._lock:
             self._in_progress.add(tmp)
         try:
-            copied = self._copy(source_dir, pack, tmp)
+            self._copy(source_dir, pack, tmp)
             _install(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             with self._lock:
                 self._in_progress.discard(tmp)
-        # the copy was renamed, not changed: only its path moved
-        return Snapshot(replace(copied, path=final, warnings=pack.warnings), final, Outcome.MADE)
+        # the copy holds the very bytes that were validated: the pack as read, moved
+        return Snapshot(replace(pack, path=final), final, Outcome.MADE)
 
-    def _copy(self, source_dir: Path, pack: Pack, tmp: Path) -> Pack:
-        """Copy the validated files and load the copy; it must have the digest just read."""
+    def _copy(self, source_dir: Path, pack: Pack, tmp: Path) -> None:
+        """Copy the validated files; the bytes written must have the digest just read.
+
+        The digest covers the bytes that were validated (load_pack), so an equal digest is
+        an equal validation: the copy is not loaded again.
+        """
         try:
-            copy_files(source_dir, pack.files, tmp)
+            written = copy_files(source_dir, pack.files, tmp)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
             raise SnapshotChanged(
                 source_dir, f"a file vanished while being copied ({exc.filename})"
             ) from None
-        try:
-            copied = load_pack(tmp)
-        except ValidationFailed:
+        except OSError as exc:  # a symlink or a FIFO swapped in: never followed
+            if exc.errno not in (errno.ELOOP, errno.EINVAL):
+                raise
             raise SnapshotChanged(
-                source_dir, "files changed while being copied (the copy is no longer valid)"
+                source_dir, f"a file changed while being copied ({exc.filename}: {exc.strerror})"
             ) from None
-        self._hashed(copied)
-        if copied.digest != pack.digest:
+        self._hashed(pack)
+        if written != pack.digest:
             raise SnapshotChanged(
                 source_dir,
                 f"files changed while being copied (digest {pack.digest[:12]} "
-                f"became {copied.digest[:12]})",
+                f"became {written[:12]})",
             )
-        return copied
 
     def _verified(self, final: Path, pack: Pack) -> Pack | None:
         """The existing snapshot of this digest, or None (absent, or damaged and moved away)."""
         if not final.is_dir():
             return None
-        try:
-            existing = load_pack(final)
-        except ValidationFailed:
-            existing = None
-        if existing is not None:
-            self._hashed(existing)
-            if existing.digest == pack.digest:
-                return replace(existing, warnings=pack.warnings)
+        try:  # same files, same bytes: the same validation as `pack`'s, no need to parse
+            intact = digest(final, list_files(final)) == pack.digest
+        except (ValidationFailed, OSError):
+            intact = False
+        self._hashed(pack)
+        if intact:
+            return replace(pack, path=final)
         # damaged (say a power cut before the data reached the disk): replace it
         trash = final.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}")
         os.rename(final, trash)

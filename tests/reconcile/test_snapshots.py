@@ -208,6 +208,53 @@ def test_a_file_deleted_during_the_copy(tmp_path: Path, make_pack: PackFactory) 
     assert snapshot_dirs(store) == []
 
 
+def test_the_copy_is_verified_by_its_digest_not_read_back(
+    store: SnapshotStore, make_pack: PackFactory
+) -> None:
+    """Each file of a new snapshot is opened once, to be written: the digest of the bytes
+    written is the check (the source's digest covers the very bytes it validated)."""
+    source = make_pack("hello", files={"actions/lib.py": "x = 1\n"})
+    with OPENED.under(store.root) as opened:
+        taken = store.capture(source)
+    assert taken.outcome is Outcome.MADE
+    files = [f.relpath for f in load_pack(taken.path).files]
+    assert len(opened) == len(files) and len(set(opened)) == len(files), opened
+    assert taken.pack.files == load_pack(source).files
+    assert taken.pack.warnings == load_pack(source).warnings
+
+
+@pytest.mark.parametrize("swap", ["symlink", "fifo"])
+def test_a_symlink_or_fifo_swapped_in_during_the_copy_is_not_followed(
+    tmp_path: Path, make_pack: PackFactory, swap: str
+) -> None:
+    source = make_pack("hello", files={"actions/lib.py": "x = 1\n"})
+    secret = tmp_path / "secret.py"
+    secret.write_text("x = 1\n")  # the same bytes: only not following it tells
+
+    def swap_in(directory: Path) -> None:
+        (directory / "actions" / "lib.py").unlink()
+        if swap == "symlink":
+            os.symlink(secret, directory / "actions" / "lib.py")
+        else:
+            os.mkfifo(directory / "actions" / "lib.py")
+
+    store = SnapshotStore(tmp_path / "snaps", racy_window_ns=0, before_copy=swap_in)
+    with pytest.raises(SnapshotChanged, match="a file changed while being copied"):
+        store.snapshot(source)
+    assert snapshot_dirs(store) == []
+
+
+def test_a_snapshot_with_a_file_added_is_replaced(
+    store: SnapshotStore, make_pack: PackFactory
+) -> None:
+    source = make_pack("hello")
+    _, path = store.snapshot(source)
+    write(path / "actions" / "extra.yaml", "ref: hello.extra\n")
+    taken = SnapshotStore(store.root, racy_window_ns=0).capture(source)
+    assert (taken.outcome, taken.path) == (Outcome.MADE, path)
+    assert not (path / "actions" / "extra.yaml").exists()
+
+
 def test_a_damaged_snapshot_is_replaced(
     store: SnapshotStore, make_pack: PackFactory, tmp_path: Path
 ) -> None:
