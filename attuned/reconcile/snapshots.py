@@ -158,14 +158,18 @@ class _Entry(NamedTuple):
     taken: Snapshot | None  # None: read from the state file, not yet checked this process
     digest: str
     snapshot_seen: Fingerprint
-    manifest: str
+    manifest: str | None  # only until `taken` is set: 1 KiB a pack, made again when saved
 
     def to_json(self) -> dict[str, object]:
+        manifest = self.manifest
+        if manifest is None:
+            assert self.taken is not None
+            manifest = self.taken.pack.manifest.model_dump_json()
         return {
             "source": self.seen.to_json(),
             "digest": self.digest,
             "snapshot": self.snapshot_seen.to_json(),
-            "manifest": self.manifest,
+            "manifest": manifest,
         }
 
 
@@ -295,13 +299,13 @@ class SnapshotStore:
             if fingerprint(path) != entry.snapshot_seen:
                 return None
             try:
-                manifest = PackManifest.model_validate_json(entry.manifest)
+                manifest = PackManifest.model_validate_json(entry.manifest or "")
             except PydanticValidationError:
                 return None
             taken = Snapshot(Pack(path, manifest, [], [], entry.digest), path, Outcome.CACHED)
             with self._lock:
                 if self._cache.get(source) is entry:
-                    self._cache[source] = entry._replace(taken=taken)
+                    self._cache[source] = entry._replace(taken=taken, manifest=None)
             return taken
         if not path.is_dir():
             return None
@@ -318,7 +322,7 @@ class SnapshotStore:
             same = False
         if snapshot_seen is None or not same:
             return None
-        return _Entry(seen, _slim(taken), taken.pack.digest, snapshot_seen, manifest)
+        return _Entry(seen, _slim(taken), taken.pack.digest, snapshot_seen, None)
 
     def _take(self, source_dir: Path) -> Snapshot:
         pack = load_pack(source_dir)  # ValidationFailed here names the user's files
