@@ -10,9 +10,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from attuned.cli.options import add_common as add_common  # re-exported for the verbs
-from attuned.config import AttunedConfig, load_config
 
-if TYPE_CHECKING:  # SQLAlchemy and the registry cost 0.4 s: imported by the verbs that use them
+if TYPE_CHECKING:  # SQLAlchemy and the registry cost 0.4 s, the config models 0.28 s:
+    # imported by the verbs that use them (`status` and `trigger` use neither)
+    from attuned.config import AttunedConfig
     from attuned.registry import Registry
     from attuned.store.models import TestRun
     from attuned.store.repository import RegisteredPack
@@ -29,6 +30,8 @@ STATUS_COLOUR = {
 
 
 def config_of(args: argparse.Namespace) -> AttunedConfig:
+    from attuned.config import load_config
+
     return load_config(args.config)
 
 
