@@ -7,6 +7,7 @@ import os
 import signal
 
 from attuned.cli.common import add_common, config_of, print_json
+from attuned.cli.daemonlock import NoDaemon
 from attuned.cli.verbs import help_of
 from attuned.errors import AttunedError
 from attuned.report.log import configure_logging
@@ -28,7 +29,12 @@ def run(args: argparse.Namespace) -> int:
     config = config_of(args)
     if not args.once:
         pid = running_daemon_pid(config.status_path)
-        os.kill(pid, signal.SIGUSR1)
+        try:
+            os.kill(pid, signal.SIGUSR1)
+        except PermissionError:
+            raise AttunedError(
+                f"cannot signal attuned (pid {pid}): run this as its user or root"
+            ) from None
         print(f"asked attuned (pid {pid}) for a full reconcile")
         return 0
     from attuned.reconcile.daemon import Daemon
@@ -45,16 +51,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def running_daemon_pid(status_path: os.PathLike[str]) -> int:
-    """The pid of the daemon that writes `status_path`, if it is alive."""
+    """The pid of the daemon that writes `status_path`, if it is alive; else NoDaemon (5)."""
     try:
         status = read_status(status_path)  # type: ignore[arg-type]
     except (OSError, ValueError):
-        raise AttunedError(f"no running daemon: cannot read {status_path}") from None
+        raise NoDaemon(f"no running daemon: cannot read {status_path}") from None
     pid = status.daemon.pid
     if status.daemon.phase == "stopped":
-        raise AttunedError(f"no running daemon: {status_path} says it stopped")
+        raise NoDaemon(f"no running daemon: {status_path} says it stopped")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        raise AttunedError(f"no running daemon: pid {pid} from {status_path} is gone") from None
+        raise NoDaemon(f"no running daemon: pid {pid} from {status_path} is gone") from None
+    except PermissionError:
+        pass  # alive, another user's: signalling it will say so
     return pid
