@@ -1,4 +1,6 @@
-"""The `attuned` command as a user runs it: a real subprocess, a real config and database."""
+"""The `attuned` command as a user runs it: a real config and database, the command run
+in-process through `main()` (tests/cli/inprocess.py), and end to end as a real subprocess
+for every verb once (`test_every_verb_end_to_end`)."""
 
 from __future__ import annotations
 
@@ -12,29 +14,31 @@ from typing import Any
 import pytest
 
 from attuned.store.database import HEAD_REVISION
+from tests.cli.inprocess import run_attuned, subprocess_attuned
 from tests.conftest import EXAMPLES, POSTGRES_ENV, PackFactory
 
 
 class Cli:
-    def __init__(self, tmp_path: Path, db_url: str) -> None:
+    """`attuned ARGS --config <this test's config>`: in-process, or with `real=True` as a
+    subprocess; asserts the exit code."""
+
+    def __init__(self, tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
         self.cwd = tmp_path
+        self.capsys = capsys
         self.config = tmp_path / "attuned.yaml"
         self.config.write_text(
             f"state_dir: {tmp_path / 'state'}\ndatabase:\n  url: {db_url}\n"
             "testing:\n  kill_grace: 0.5\n"
         )
 
-    def __call__(self, *args: str | Path, code: int = 0) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if k != "ATTUNED_CONFIG"}
-        proc = subprocess.run(
-            [sys.executable, "-m", "attuned", *map(str, args), "--config", str(self.config)],
-            capture_output=True,
-            text=True,
-            cwd=self.cwd,
-            env=env,
-            timeout=120,
-            check=False,
-        )
+    def __call__(
+        self, *args: str | Path, code: int = 0, real: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [*args, "--config", self.config]
+        if real:
+            proc = subprocess_attuned(argv, cwd=self.cwd)
+        else:
+            proc = run_attuned(argv, self.capsys, cwd=self.cwd)
         assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
         return proc
 
@@ -43,8 +47,8 @@ class Cli:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, db_url: str) -> Cli:
-    return Cli(tmp_path, db_url)
+def cli(tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(tmp_path, db_url, capsys)
 
 
 def test_register_json_shape_and_listing(cli: Cli) -> None:
@@ -175,9 +179,9 @@ def test_test_pack_tests_the_served_version_again_and_records_it(cli: Cli) -> No
 
 @pytest.mark.skipif(not os.environ.get(POSTGRES_ENV), reason=f"needs {POSTGRES_ENV}")
 def test_a_postgres_database_without_attunes_schema_is_refused_with_the_fix(
-    tmp_path: Path, empty_postgres_url: str
+    tmp_path: Path, empty_postgres_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cli = Cli(tmp_path, empty_postgres_url)
+    cli = Cli(tmp_path, empty_postgres_url, capsys)
     refused = cli("packs", code=1)
     assert "has no Attune schema" in refused.stderr
     assert "database.create_attune_tables: true" in refused.stderr
@@ -222,3 +226,22 @@ def test_config_found_through_environment(tmp_path: Path) -> None:
         capture_output=True,
     )
     assert (tmp_path / "st/attuned.db").is_file()
+
+
+def test_every_verb_end_to_end(cli: Cli) -> None:
+    """Each verb the in-process tests cover, once as a real process: the console entry,
+    the exit code and the streams as a shell sees them."""
+    assert "is valid" in cli("validate", EXAMPLES / "hello", real=True).stdout
+    assert json.loads(cli("register", EXAMPLES / "hello", "--json", real=True).stdout)["pack"]
+    assert "already registered" in cli("register", EXAMPLES / "hello", code=3, real=True).stderr
+    assert [p["ref"] for p in json.loads(cli("packs", "--json", real=True).stdout)] == ["hello"]
+    assert "hello 1.0.0" in cli("show", "hello", real=True).stdout
+    assert "tests: passed" in cli("test", "--pack", "hello", real=True).stdout
+    assert len(json.loads(cli("history", "hello", "--json", real=True).stdout)) == 2
+    assert "hello suspended" in cli("suspend", "hello", real=True).stdout
+    assert "hello resumed" in cli("resume", "hello", real=True).stdout
+    assert "pack.registered" in cli("events", real=True).stdout
+    assert cli("reconcile", "--once", real=True).stdout.startswith("hello")
+    assert "no running daemon" in cli("reconcile", code=5, real=True).stderr
+    assert "error: the database failed" not in cli("unregister", "hello", real=True).stderr
+    assert cli("db", "current", real=True).stdout.strip() == f"schema revision: {HEAD_REVISION}"

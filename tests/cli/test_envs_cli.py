@@ -6,29 +6,40 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from attuned.envs.python import MARKER
+from tests.cli.inprocess import run_attuned, subprocess_attuned
 from tests.envs.conftest import write_pack
 
 
-def attuned(config: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ATTUNED_CONFIG"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "attuned", *args, "--config", str(config)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    return proc
+class Attuned:
+    """`attuned ARGS --config CONFIG` in-process (`real=True`: a subprocess); asserts the
+    exit code."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(
+        self, config: Path, *args: str, code: int = 0, real: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [*args, "--config", config]
+        if real:
+            proc = subprocess_attuned(argv, cwd=config.parent)
+        else:
+            proc = run_attuned(argv, self.capsys)
+        assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+        return proc
+
+
+@pytest.fixture
+def attuned(capsys: pytest.CaptureFixture[str]) -> Attuned:
+    return Attuned(capsys)
 
 
 def write_config(tmp_path: Path, **extra: Any) -> Path:
@@ -43,7 +54,7 @@ def write_config(tmp_path: Path, **extra: Any) -> Path:
     return config
 
 
-def test_envs_list_and_gc(tmp_path: Path) -> None:
+def test_envs_list_and_gc(tmp_path: Path, attuned: Attuned) -> None:
     config = write_config(tmp_path)
     assert attuned(config, "envs", "list", "--json").stdout.strip() == "[]"
     old = tmp_path / "state/envs" / ("a" * 16)
@@ -55,7 +66,7 @@ def test_envs_list_and_gc(tmp_path: Path) -> None:
     [listed] = json.loads(attuned(config, "envs", "list", "--json").stdout)
     assert (listed["key"], listed["complete"], listed["requirements"]) == ("a" * 64, True, ["x==1"])
     assert listed["used_by"] == []
-    assert "aaaaaaaaaaaaaaaa" in attuned(config, "envs", "list").stdout
+    assert "aaaaaaaaaaaaaaaa" in attuned(config, "envs", "list", real=True).stdout
 
     kept = json.loads(attuned(config, "envs", "gc", "--grace", "86400", "--json").stdout)
     assert kept == {"removed": []}
@@ -63,7 +74,7 @@ def test_envs_list_and_gc(tmp_path: Path) -> None:
     assert removed == {"removed": [str(old)]}
 
 
-def test_attuned_test_of_a_pack_whose_runtime_is_missing(tmp_path: Path) -> None:
+def test_attuned_test_of_a_pack_whose_runtime_is_missing(tmp_path: Path, attuned: Attuned) -> None:
     config = write_config(tmp_path, environments={"runtimes": {"nodejs": "/nonexistent/node"}})
     pack = write_pack(tmp_path / "src", runtime_deps=["nodejs"])
     out = json.loads(attuned(config, "test", str(pack.path), "--json", code=4).stdout)
@@ -74,7 +85,9 @@ def test_attuned_test_of_a_pack_whose_runtime_is_missing(tmp_path: Path) -> None
     assert "environment [environment]" in human.stdout
 
 
-def test_config_shows_index_urls_without_their_credentials(tmp_path: Path) -> None:
+def test_config_shows_index_urls_without_their_credentials(
+    tmp_path: Path, attuned: Attuned
+) -> None:
     config = write_config(
         tmp_path,
         environments={
@@ -90,8 +103,8 @@ def test_config_shows_index_urls_without_their_credentials(tmp_path: Path) -> No
     assert environments["create_timeout"] == 600 and environments["unused_grace"] == 3600
 
 
-def test_index_urls_with_whitespace_are_refused(tmp_path: Path) -> None:
+def test_index_urls_with_whitespace_are_refused(tmp_path: Path, attuned: Attuned) -> None:
     config = write_config(tmp_path, environments={"find_links": ["/srv/my wheels"]})
-    refused = attuned(config, "config", "check", code=2)
+    refused = attuned(config, "config", "check", code=2, real=True)
     assert "environments.find_links" in refused.stderr
     assert "without whitespace" in refused.stderr

@@ -13,8 +13,8 @@ from tests.conftest import EXAMPLES
 
 
 @pytest.fixture
-def cli(tmp_path: Path, db_url: str) -> Cli:
-    return Cli(tmp_path, db_url)
+def cli(tmp_path: Path, db_url: str, capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(tmp_path, db_url, capsys)
 
 
 def with_sinks(cli: Cli, *sinks: str) -> None:

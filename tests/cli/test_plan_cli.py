@@ -1,8 +1,10 @@
-"""`attuned plan` as a user runs it: a real subprocess, a real database, a real watched folder
-and a real git server. The plan is the next pass's, and making it writes nothing."""
+"""`attuned plan` as a user runs it: a real database, a real watched folder and a real git
+server (the command in-process through `main()`; a pull request's plan also as a real
+subprocess). The plan is the next pass's, and making it writes nothing."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from collections.abc import Iterator
@@ -21,8 +23,14 @@ from tests.reconcile.sources.git_servers import GitDaemon, PackRepo, git
 class PlanCli(Cli):
     """The CLI with a config that watches one folder (or serves the given sources)."""
 
-    def __init__(self, tmp_path: Path, db_url: str, sources: list[dict[str, Any]]) -> None:
-        super().__init__(tmp_path, db_url)
+    def __init__(
+        self,
+        tmp_path: Path,
+        db_url: str,
+        sources: list[dict[str, Any]],
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        super().__init__(tmp_path, db_url, capsys)
         self.state = tmp_path / "state"
         self.db_url = db_url
         config = {
@@ -42,8 +50,8 @@ def folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, db_url: str, folder: Path) -> PlanCli:
-    return PlanCli(tmp_path, db_url, [{"name": "local", "path": str(folder)}])
+def cli(tmp_path: Path, db_url: str, folder: Path, capsys: pytest.CaptureFixture[str]) -> PlanCli:
+    return PlanCli(tmp_path, db_url, [{"name": "local", "path": str(folder)}], capsys)
 
 
 def row_counts(db_url: str) -> dict[str, int]:
@@ -186,7 +194,7 @@ def test_a_rolled_back_content_is_failed_and_no_change(cli: PlanCli, folder: Pat
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_source_filter_suspended_packs_and_tests_verdicts(
-    tmp_path: Path, db_url: str, make_pack: PackFactory
+    tmp_path: Path, db_url: str, make_pack: PackFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     cli = PlanCli(
@@ -196,6 +204,7 @@ def test_source_filter_suspended_packs_and_tests_verdicts(
             {"name": "one", "path": str(one)},
             {"name": "two", "path": str(two), "skip_tests": True},
         ],
+        capsys,
     )
     make_pack("alpha", parent=one)
     make_pack("beta", parent=two, test_script=None)
@@ -268,7 +277,7 @@ def git_daemon(repo: PackRepo, tmp_path: Path) -> Iterator[GitDaemon]:
 
 
 def test_git_source_plans_the_cached_commit_or_a_candidate_revision(
-    tmp_path: Path, repo: PackRepo, git_daemon: GitDaemon
+    tmp_path: Path, repo: PackRepo, git_daemon: GitDaemon, capsys: pytest.CaptureFixture[str]
 ) -> None:
     main = repo.commit("alpha 1.0.0", git_pack("alpha", "1.0.0", ["one"]))
     repo.push("main")
@@ -281,7 +290,7 @@ def test_git_source_plans_the_cached_commit_or_a_candidate_revision(
         "skip_tests": True,
         "interval": 3600,
     }
-    cli = PlanCli(tmp_path, f"sqlite:///{tmp_path / 'attuned.db'}", [source])
+    cli = PlanCli(tmp_path, f"sqlite:///{tmp_path / 'attuned.db'}", [source], capsys)
     cli("db", "upgrade")
     nothing = cli.json("plan")  # never polled: no cache, nothing known, nothing pruned
     assert nothing["packs"] == [] and nothing["sources"][0]["readable"] is False
@@ -301,7 +310,19 @@ def test_git_source_plans_the_cached_commit_or_a_candidate_revision(
     assert cached["sources"][0]["revision"] == main
     assert git_daemon.requests == requests and files_under(cli.state) == files
 
-    candidate = cli.json("plan", "--source", "repo", "--revision", "feature", "--exit-code", code=1)
+    candidate = json.loads(  # as a pull request's CI runs it: a real process
+        cli(
+            "plan",
+            "--source",
+            "repo",
+            "--revision",
+            "feature",
+            "--exit-code",
+            "--json",
+            code=1,
+            real=True,
+        ).stdout
+    )
     assert git_daemon.requests > requests  # a branch is asked of the server
     assert candidate["sources"] == [
         {"name": "repo", "readable": True, "error": None, "revision": feature}
