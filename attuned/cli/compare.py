@@ -9,13 +9,11 @@ flaky); 2: no such pack, run or selector. The comparison is the regression gate'
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import UTC
 from typing import Any
 
 from attuned.cli.common import add_common, colour, open_registry, print_json
 from attuned.cli.verbs import help_of
-from attuned.errors import AttunedError
 from attuned.store.models import TestRun, aware
 from attuned.store.runs import RunComparison, compare_runs
 from attuned.testing.regressions import KINDS, Change, Thresholds
@@ -49,25 +47,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="the run after (default: the newest run of other content than A's)",
     )
     add_common(parser)
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, error_exit=2)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Every error is a usage error here (exit 2): exit 1 means regressions."""
-    try:
-        with open_registry(args) as registry, registry.db.read() as session:
-            history = registry.executor.settings.history
-            found = compare_runs(
-                session,
-                args.ref,
-                args.a,
-                args.b,
-                window=history.flaky_window,
-                thresholds=Thresholds(history.slower_percent, history.slower_ms),
-            )
-    except AttunedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """Exit 1 means regressions, so every error exits 2 (`error_exit`), the database's too."""
+    with open_registry(args) as registry, registry.db.read() as session:
+        history = registry.executor.settings.history
+        found = compare_runs(
+            session,
+            args.ref,
+            args.a,
+            args.b,
+            window=history.flaky_window,
+            thresholds=Thresholds(history.slower_percent, history.slower_ms),
+        )
     if args.json:
         print_json(comparison_dict(found))
     else:

@@ -71,10 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from attuned.report.log import configure_logging
 
         configure_logging(args.log_level)
+    # a verb whose exit 1 is an answer (compare: regressions) exits this on every error
+    error_exit: int | None = getattr(args, "error_exit", None)
     try:
         code: int = args.run(args)
     except AttunedError as exc:
-        return _failed(args, str(exc), exc.exit_code, answered=exc.answered)
+        return _failed(args, str(exc), error_exit or exc.exit_code, answered=exc.answered)
     except BrokenPipeError:  # `attuned status --json | head`: the reader has had enough
         _discard_stdout()
         return CLOSED_PIPE
@@ -83,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if not type(exc).__module__.startswith(_DATABASE_MODULES):
             raise
-        return _failed(args, f"the database failed: {headline(exc)}", 1)
+        return _failed(args, f"the database failed: {headline(exc)}", error_exit or 1)
     return code
 
 

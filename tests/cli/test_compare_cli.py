@@ -260,3 +260,18 @@ def test_the_real_command_exits_1_on_regressions(cli: Attuned, scenario: Scenari
 
     assert proc.returncode == 1, proc.stderr
     assert json.loads(proc.stdout)["regressions"] is True
+
+
+def test_a_failing_database_exits_2_as_every_error_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 1 means regressions: a database that cannot be read must not look like one."""
+    broken = tmp_path / "broken.db"
+    broken.write_bytes(b"not a database at all" * 100)
+    cli = Attuned(write_config(tmp_path, f"sqlite:///{broken}"), capsys)
+
+    code, out, err = cli.run("compare", "hello", "--json")
+
+    assert code == 2
+    assert err.startswith("error: the database failed: ") and len(err.splitlines()) == 1
+    assert json.loads(out) == {"error": err.removeprefix("error: ").strip(), "exit_code": 2}
