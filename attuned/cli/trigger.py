@@ -13,11 +13,13 @@ import argparse
 import os
 import tempfile
 import time
+from pathlib import Path
 
 from attuned.cli import fastconfig
 from attuned.cli.common import add_common, config_of, print_json
 from attuned.cli.daemonlock import NoDaemon, holder
 from attuned.cli.verbs import help_of
+from attuned.errors import AttunedError, Problem, ValidationFailed
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,20 +32,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:
     settings = fastconfig.read(args.config) or _settings_of(args)
     if args.source not in settings.sources:
-        from attuned.errors import Problem, ValidationFailed
-
         names = ", ".join(settings.sources) or "none"
         raise ValidationFailed(
             [Problem(settings.path, f"no source named {args.source!r} (sources: {names})")]
         )
     folder = settings.triggers_path
-    folder.mkdir(parents=True, exist_ok=True)
-    # write then rename: the daemon sees exactly one event, for the final name
-    fd, tmp = tempfile.mkstemp(prefix=f".{args.source}.", dir=folder)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"{time.time()}\n")
-    os.chmod(tmp, 0o664)
-    os.replace(tmp, folder / args.source)
+    try:
+        _drop(folder, args.source)
+    except OSError as exc:  # the pushing user cannot write there (docs/sources-git.md)
+        raise AttunedError(f"cannot write {folder / args.source}: {exc.strerror}") from None
     try:
         pid = holder(settings.state_dir)
     except OSError as exc:  # the lock file is not readable by this user: say what is known
@@ -68,6 +65,20 @@ def run(args: argparse.Namespace) -> int:
         what = "poll" if settings.sources[args.source] == "git" else "make a pass over"
         print(f"asked attuned to {what} {args.source} now (pid {pid}{unknown})")
     return 0
+
+
+def _drop(folder: Path, source: str) -> None:
+    """Write then rename: the daemon sees exactly one event, for the final name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{source}.", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{time.time()}\n")
+        os.chmod(tmp, 0o664)
+        os.replace(tmp, folder / source)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _settings_of(args: argparse.Namespace) -> fastconfig.Settings:

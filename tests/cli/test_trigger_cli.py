@@ -151,3 +151,15 @@ def test_the_real_command_against_another_process_holding_the_lock(
     assert (running.returncode, running.stderr) == (0, "")
     assert running.stdout == f"asked attuned to poll repo now (pid {held.pid})\n"
     assert gone.returncode == NO_DAEMON and "no attuned daemon runs" in gone.stderr
+
+
+def test_a_trigger_that_cannot_be_written_is_one_line_and_exit_1(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state/triggers").write_text("a file where the folder should be")
+
+    done = run_attuned(["trigger", "repo", "--config", config], capsys)
+
+    assert done.returncode == 1
+    assert done.stderr == f"error: cannot write {tmp_path / 'state/triggers/repo'}: File exists\n"
