@@ -35,6 +35,7 @@ SCENARIOS = (
     "attune_tables",
     "notify",
     "restart",
+    "cli_startup",
 )
 
 
