@@ -103,7 +103,7 @@ def measure(root: Path, runs: int) -> dict[str, list[float]]:
         if holder.stdout is None or holder.stdout.readline() != "held\n":
             raise RuntimeError("the stand-in daemon did not take the lock")
         seconds: dict[str, list[float]] = {name: [] for name in argvs}
-        for name, argv in argvs.items():  # once unmeasured: the page cache, .pyc files
+        for argv in argvs.values():  # once unmeasured: the page cache, .pyc files
             if timed(argv)[1] != 0:
                 raise RuntimeError(f"{' '.join(argv)} failed")
         for _ in range(runs):
