@@ -36,18 +36,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attuned.envs.settings import EnvironmentSettings, redact_url
 from attuned.pack.requirements import normalize, stored_requirements
 from attuned.report.log import Event, get_logger
 from attuned.testing.environment import PackEnvironment
-from attuned.testing.executor import unwrap_sandbox
-from attuned.testing.process import Ending, ProcessOutcome, run_process
-from attuned.testing.sandbox import bwrap_argv, launch_for, readable_roots
 from attuned.testing.settings import ExecutorSettings
 from attuned.testing.staging import remove_tree
-from attuned.testing.suites import describe_signal
+
+if TYPE_CHECKING:  # what builds an environment is imported by the first build (_Step)
+    from attuned.testing.process import ProcessOutcome
 
 log = get_logger()
 
@@ -148,6 +147,8 @@ class _BuildLog:
         self.stdout.append(f"# {text}\n")
 
     def failure(self, message: str, outcome: ProcessOutcome | None = None) -> EnvironmentFailed:
+        from attuned.testing.process import Ending
+
         return EnvironmentFailed(
             message,
             stdout="".join(self.stdout),
@@ -582,6 +583,8 @@ class _Step:
         self.log = build_log
         self.cancel = cancel
         self.limit = owner.testing.output_limit_kib * _KIB
+        from attuned.testing.sandbox import launch_for
+
         launch = launch_for(owner.testing.model_copy(update={"run_as": None}))
         if isinstance(launch, str):
             raise build_log.failure(launch)
@@ -606,6 +609,8 @@ class _Step:
     def argv(self, argv: list[str]) -> list[str]:
         if not self.sandboxed:
             return argv
+        from attuned.testing.sandbox import bwrap_argv, readable_roots
+
         owner = self.owner
         readable = readable_roots(owner.testing, self.interpreter.path)
         readable += owner.settings.local_sources()
@@ -621,6 +626,10 @@ class _Step:
         )
 
     def run(self, name: str, argv: list[str]) -> None:
+        from attuned.testing.executor import unwrap_sandbox
+        from attuned.testing.process import Ending, run_process
+        from attuned.testing.suites import describe_signal
+
         remaining = self.deadline - time.monotonic()
         timeout_text = (
             f"{name} timed out: creating the environment took longer than "

@@ -1,17 +1,38 @@
-"""The pack test executor: runs a pack's tests in isolation and decides whether they pass."""
+"""The pack test executor: runs a pack's tests in isolation and decides whether they pass.
+
+The names below are loaded on first use (PEP 562): `attuned.config` imports
+`attuned.testing.settings`, which runs this file, and a daemon or CLI that never runs a test
+must not pay for the executor, its runners and result formats.
+"""
 
 from __future__ import annotations
 
-from attuned.testing.executor import TestExecutor
-from attuned.testing.results import (
-    CaseStatus,
-    GateDecision,
-    PackTestResult,
-    TestCaseResult,
-    TestStatus,
-    TestSuiteResult,
-)
-from attuned.testing.settings import ExecutorSettings, ResourceLimits
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from attuned.testing.executor import TestExecutor
+    from attuned.testing.results import (
+        CaseStatus,
+        GateDecision,
+        PackTestResult,
+        TestCaseResult,
+        TestStatus,
+        TestSuiteResult,
+    )
+    from attuned.testing.settings import ExecutorSettings, ResourceLimits
+
+_WHERE = {
+    "TestExecutor": "executor",
+    "CaseStatus": "results",
+    "GateDecision": "results",
+    "PackTestResult": "results",
+    "TestCaseResult": "results",
+    "TestStatus": "results",
+    "TestSuiteResult": "results",
+    "ExecutorSettings": "settings",
+    "ResourceLimits": "settings",
+}
 
 __all__ = [
     "CaseStatus",
@@ -24,3 +45,12 @@ __all__ = [
     "TestStatus",
     "TestSuiteResult",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value

@@ -10,20 +10,19 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from attuned.pack.manifest import PackManifest, RunnerSpec, TestingSection
-from attuned.testing.environment import PackEnvironment, scrubbed_environment
-from attuned.testing.formats import RunnerOutput
 from attuned.testing.gate import decide_gate
-from attuned.testing.limits import child_setup, hand_over
-from attuned.testing.process import Ending, ProcessOutcome, run_process
 from attuned.testing.results import CaseStatus, PackTestResult, TestSuiteResult
-from attuned.testing.results_files import ResultFiles
-from attuned.testing.runners import RUNNERS, RunnerJob
-from attuned.testing.sandbox import Launch, bwrap_argv, launch_for, readable_roots
 from attuned.testing.settings import ExecutorSettings
-from attuned.testing.staging import Stage, staged_pack
-from attuned.testing.suites import error_suite, suite_from_run
+
+if TYPE_CHECKING:  # what runs a test is imported by the first run: a registry that never
+    # tests (skip_tests, an idle daemon) does not hold the runners, formats and sandbox
+    from attuned.pack.manifest import PackManifest, RunnerSpec, TestingSection
+    from attuned.testing.environment import PackEnvironment
+    from attuned.testing.process import Ending, ProcessOutcome
+    from attuned.testing.sandbox import Launch
+    from attuned.testing.staging import Stage
 
 _KIB = 1024
 _MIB = 1024 * 1024
@@ -121,6 +120,12 @@ class TestExecutor:
         suites: list[TestSuiteResult],
     ) -> bool:
         """Append one suite per runner to `suites`; True when cancelled before the end."""
+        from attuned.testing.limits import hand_over
+        from attuned.testing.process import Ending
+        from attuned.testing.sandbox import launch_for
+        from attuned.testing.staging import staged_pack
+        from attuned.testing.suites import error_suite
+
         launch = launch_for(self.settings)
         if isinstance(launch, str):  # the host cannot run tests as configured
             name, spec = next(iter(testing.runners.items()))
@@ -160,6 +165,15 @@ class TestExecutor:
         launch: Launch,
         cancel: threading.Event | None,
     ) -> tuple[TestSuiteResult, Ending | None]:
+        from attuned.testing.environment import scrubbed_environment
+        from attuned.testing.formats import RunnerOutput
+        from attuned.testing.limits import child_setup
+        from attuned.testing.process import run_process
+        from attuned.testing.results_files import ResultFiles
+        from attuned.testing.runners import RUNNERS, RunnerJob
+        from attuned.testing.sandbox import bwrap_argv, readable_roots
+        from attuned.testing.suites import error_suite, suite_from_run
+
         job = RunnerJob(
             name=name,
             spec=spec,
@@ -246,6 +260,8 @@ def unwrap_sandbox(outcome: ProcessOutcome) -> ProcessOutcome:
     start the command (exit 1, one `bwrap: ` line) as not started, and a signal death, which
     it passes on as exit code 128 + n like a shell, as the signal, so that limits are named
     (a test exiting 152 on purpose reads as SIGXCPU, the same ambiguity as in a shell)."""
+    from attuned.testing.process import Ending
+
     code = outcome.returncode
     stderr = outcome.stderr.text()
     if code == 1 and stderr.startswith("bwrap: ") and stderr.count("\n") <= 1:
