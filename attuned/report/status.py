@@ -7,11 +7,12 @@ docs/status-file.md documents every field.
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from attuned.report.atomic import replace_text
 
@@ -19,7 +20,31 @@ Phase = Literal["starting", "idle", "reconciling", "degraded", "stopping", "stop
 PackState = Literal["active", "pending", "failed", "blocked", "removed", "suspended", "kept"]
 
 
-class LastTest(BaseModel):
+class _PerPack(BaseModel):
+    """A model the daemon keeps one of per pack for its lifetime (`Daemon.packs`), so its
+    instances are kept small: pydantic gives each one a set of the fields that were set
+    (728 bytes once it holds 6 names: more than the instance and its values), which nothing
+    here reads (the status file is written whole, never `exclude_unset`). Every instance
+    shares one set naming every field, and assignments add nothing to it."""
+
+    _every_field: ClassVar[set[str]] = set()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._every_field = set(cls.model_fields)
+
+    def model_post_init(self, context: Any, /) -> None:
+        object.__setattr__(self, "__pydantic_fields_set__", self._every_field)
+
+
+def _shared(value: str | None) -> str | None:
+    """One string object for the values many packs repeat ("1.0.0", a source's name): each
+    database row brings its own copy."""
+    return None if value is None else sys.intern(value)
+
+
+class LastTest(_PerPack):
     status: str
     passed: int
     total: int
@@ -29,8 +54,10 @@ class LastTest(BaseModel):
         default_factory=list, description="cases that passed in the serving version, failed here"
     )
 
+    _share = field_validator("status", "version")(_shared)
 
-class PackStatus(BaseModel):
+
+class PackStatus(_PerPack):
     state: PackState
     version: str | None = Field(None, description="the version being served, if any")
     digest: str | None = None
@@ -41,6 +68,8 @@ class PackStatus(BaseModel):
     last_test: LastTest | None = None
     last_error: str | None = None
     last_error_at: datetime | None = None
+
+    _share = field_validator("version", "source", "desired_version")(_shared)
 
 
 class SourceStatus(BaseModel):
