@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from attuned import __version__, faults
+from attuned import __version__, faults, heap
 from attuned.config import AttunedConfig, DirectorySourceConfig, default_config, load_config
 from attuned.errors import AttunedError, headline
 from attuned.notify import events
@@ -318,6 +318,8 @@ class Daemon:
                 self.reconcile_pass(
                     trigger, full=full, poll=poll, changed=None if full else entries
                 )
+                if full:  # the first sync, a resync: what the pass freed goes back
+                    heap.release(self.registry)
 
     def _following(self) -> bool:
         """In a cluster: take the lead when it is free; while following, wait for the leader's
@@ -601,12 +603,21 @@ class Daemon:
                 retry_initial=self.config.reconcile.retry_initial,
                 retry_max=self.config.reconcile.retry_max,
             )
+            heads = None
             if full:
                 self._watch_all()  # a folder that appeared (or came back) since
-                self.drift.check(registry)
-                self._collect_garbage(registry, desired)
+                with registry.db.read() as session:  # read once for all three below
+                    heads = repository.managed_heads(session)
+                self.drift.check(registry, heads)
+                self._collect_garbage(registry, desired, heads)
             self._summarise(
-                registry, plan, {r.ref: r for r in results}, started, started_mono, trigger
+                registry,
+                plan,
+                {r.ref: r for r in results},
+                started,
+                started_mono,
+                trigger,
+                heads,
             )
             self._db_failures = 0
             transient = [r for r in results if r.failure_kind is FailureKind.TRANSIENT]
@@ -693,9 +704,10 @@ class Daemon:
         started: datetime,
         started_mono: float,
         trigger: str,
+        heads: list[repository.PackHead] | None = None,
     ) -> None:
         with registry.db.read() as session:
-            served = facts.served_packs(session)
+            served = facts.served_packs(session, heads)
             tests = facts.last_tests(session)
         self.packs = derive_packs(self.packs, served, plan, results, self.memory, tests, now())
         counts: dict[str, int] = {}
@@ -845,10 +857,10 @@ class Daemon:
 
     # -- upkeep on full passes ----------------------------------------------------------------
 
-    def _collect_garbage(self, registry: Registry, desired: Desired) -> None:
-        with registry.db.read() as session:
-            keep = {p.digest for p in repository.managed_heads(session)}
-        keep |= {c.digest for c in desired.candidates}
+    def _collect_garbage(
+        self, registry: Registry, desired: Desired, heads: list[repository.PackHead]
+    ) -> None:
+        keep = {p.digest for p in heads} | {c.digest for c in desired.candidates}
         self.snapshots.collect_garbage(keep)
         self.sources.collect_garbage()
         registry.collect_environments()  # after the snapshots: a collected one uses none

@@ -51,10 +51,14 @@ class DriftCheck:
             taken += 1
         return taken
 
-    def check(self, registry: Registry) -> list[str]:
-        """Restore every drifted pack; returns the refs found drifted."""
-        with registry.db.read() as session:
-            records = repository.managed_heads(session)
+    def check(
+        self, registry: Registry, records: list[repository.PackHead] | None = None
+    ) -> list[str]:
+        """Restore every drifted pack; returns the refs found drifted. `records`: the
+        managed heads, when the caller has just read them."""
+        if records is None:
+            with registry.db.read() as session:
+                records = repository.managed_heads(session)
         served_refs = {record.ref for record in records}
         for ref in [ref for ref in self._verified if ref not in served_refs]:
             del self._verified[ref]  # no longer served: nothing to keep for it
@@ -62,10 +66,12 @@ class DriftCheck:
         drifted = []
         for record in records:
             served = registry.store.active_dir(record.ref)
-            if served is None or not served.is_dir():
+            if served is None:
                 continue
             started_ns = time.time_ns()
             seen = fingerprint(served)
+            if seen is None and not served.is_dir():
+                continue  # gone: the store's repair at start makes links agree again
             if seen is not None and self._verified.get(record.ref) == (record.digest, seen):
                 continue
             try:

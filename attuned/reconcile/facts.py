@@ -28,17 +28,19 @@ def actual_packs(session: Session, suspended: set[str]) -> dict[str, ActualPack]
     return packs
 
 
-def served_packs(session: Session) -> dict[str, ServedPack]:
-    revisions = repository.open_revisions(session)
+def served_packs(
+    session: Session, heads: list[repository.PackHead] | None = None
+) -> dict[str, ServedPack]:
+    """`heads`: the managed heads already read in this transaction's pass, if any."""
+    activated = repository.activation_times(session)
     served = {}
-    for record in repository.managed_heads(session):
-        revision = revisions.get(record.ref)
+    for record in repository.managed_heads(session) if heads is None else heads:
         served[record.ref] = ServedPack(
             ref=record.ref,
             version=record.version,
             digest=record.digest,
             source=record.source,
-            active_since=aware(revision.activated_at if revision else record.updated_at),
+            active_since=aware(activated.get(record.ref) or record.updated_at),
         )
     return served
 

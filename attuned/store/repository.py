@@ -455,6 +455,16 @@ def revisions(session: Session, ref: str) -> Sequence[PackRevision]:
     ).all()
 
 
+def activation_times(session: Session) -> dict[str, datetime]:
+    """When each served ref's current revision was activated: two columns, not 10,000 ORM
+    objects (a full pass asks for it; 195 -> 15 ms at 10,000 packs)."""
+    r = PackRevision.__table__.c  # type: ignore[attr-defined]
+    rows = session.connection().execute(
+        sa_select(r.ref, r.activated_at).where(r.deactivated_at.is_(None))
+    )
+    return dict(rows.tuples().all())
+
+
 def open_revisions(session: Session) -> dict[str, PackRevision]:
     """The revision currently served for each ref."""
     rows = session.exec(select(PackRevision).where(col(PackRevision.deactivated_at).is_(None)))
