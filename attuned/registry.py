@@ -35,7 +35,6 @@ from attuned.errors import (
 )
 from attuned.notify import events
 from attuned.pack.components import external_refs
-from attuned.pack.content import digest
 from attuned.pack.loader import Pack, load_pack
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.report.log import Event, get_logger
@@ -397,9 +396,9 @@ class Registry:
     @contextmanager
     def _prepared(self, pack: Pack) -> Iterator[Path]:
         """A complete, unserved copy of exactly the validated files; removed on failure."""
-        version_dir = self.store.prepare(pack.ref, pack.version, pack.path, pack.files)
+        version_dir, content = self.store.stage(pack.ref, pack.version, pack.path, pack.files)
         try:
-            if digest(version_dir, pack.files) != pack.digest:
+            if content != pack.digest:
                 raise AttunedError(f"{pack.path} changed while it was being registered; try again")
             yield version_dir
         except BaseException:

@@ -373,6 +373,32 @@ def test_unregister_refuses_while_depended_on(registry: Registry, make_pack: Pac
     assert [e[0] for e in executions_in(registry)] == ["core", "app"]
 
 
+def test_a_new_pack_row_inherits_nothing_from_a_removed_one(
+    registry: Registry, make_pack: PackFactory
+) -> None:
+    """A new pack skips the search for vanished components (its id is new, and every
+    component table's `pack` cascades); on SQLite the new row even takes the id of the
+    one just removed, whose components went with it."""
+    gone = {
+        "actions/greet.yaml": "ref: old.greet\nrunner_type: shell\nentry_point: greet.sh\n",
+        "actions/greet.sh": "echo hi\n",
+        "triggers/t.yaml": "ref: old.t\n",
+    }
+    old = registry.register(make_pack("old", files=gone))
+    assert components_in(registry) == ["old.greet", "old.t"]
+    registry.unregister("old")
+    fresh = {
+        "actions/wave.yaml": "ref: new.wave\nrunner_type: shell\nentry_point: wave.sh\n",
+        "actions/wave.sh": "echo wave\n",
+    }
+    new = registry.register(make_pack("new", files=fresh))
+    if registry.db.is_sqlite:
+        assert new.pack.id == old.pack.id
+    assert components_in(registry) == ["new.wave"]
+    with registry.db.read() as session:
+        assert [c.ref for c in repository.components_of(session, new.pack.id)] == ["new.wave"]
+
+
 def test_unregister_unknown_pack(registry: Registry) -> None:
     with pytest.raises(ValidationFailed, match="'ghost' is not registered"):
         registry.unregister("ghost")

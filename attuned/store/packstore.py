@@ -121,17 +121,23 @@ class PackStore:
         Identical content already in the store is reused. The caller checks the returned
         directory's digest (the source may have changed while it was copied).
         """
+        return self.stage(ref, version, source, files)[0]
+
+    def stage(
+        self, ref: str, version: str, source: Path, files: list[PackFile]
+    ) -> tuple[Path, str]:
+        """`prepare()`, and the digest of what the directory holds: of the bytes written for
+        a new copy (so it is not read back), of its files for a directory reused."""
         self.ensure()
         tmp = self.staging / _scratch(ref)
-        copy_files(source, files, tmp)
-        name = version_dirname(ref, version, digest(tmp, files))
-        final = self.versions / name
+        written = copy_files(source, files, tmp)
+        final = self.versions / version_dirname(ref, version, written)
         if final.is_dir():
             shutil.rmtree(tmp)
-            return final
+            return final, digest(final, files)
         os.replace(tmp, final)
         _fsync_dir(self.versions)
-        return final
+        return final, written
 
     def activate(self, ref: str, version_dir: Path) -> None:
         """Point `ref` at `version_dir` with one atomic rename."""

@@ -106,3 +106,18 @@ def test_scratch_left_by_a_dead_process_goes_at_once(
     assert set(removed) == {dead_link, dead_staging}
     assert live_link.is_symlink() and ownerless.is_symlink()
     assert store.active_dir("hello") == served.resolve()
+
+
+def test_stage_says_what_the_directory_holds(make_pack: PackFactory, tmp_path: Path) -> None:
+    """A new copy: the digest of the bytes written (not read back). Identical content
+    already there: the digest of what that directory holds now, damage included, so the
+    registry refuses to serve it."""
+    store = PackStore(tmp_path / "packs")
+    src = make_pack(files={"README.md": "v1\n"})
+    files = list_files(src)
+    fresh, written = store.stage("hello", "1.0.0", src, files)
+    assert written == digest(src, files) == digest(fresh)
+    (fresh / "README.md").write_text("v0\n")  # edited in place after it was made
+    again, held = store.stage("hello", "1.0.0", src, files)
+    assert again == fresh and held == digest(fresh) != written
+    assert list(store.staging.iterdir()) == [], "the second copy is not kept"

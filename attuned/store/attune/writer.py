@@ -376,6 +376,11 @@ class _Writer:
     def remove_vanished(self, *, force: bool) -> None:
         """Delete this pack's components that are no longer in it, refusing when other
         packs use them."""
+        if self.report.created:
+            # a pack row inserted by this transaction: every component table's `pack`
+            # cascades on delete (Attune's migrations, tables.py), so no row can name an id
+            # that is new; seven reads a new pack need not make
+            return
         doomed, problems = _removals(self.connection, self.pack_id, self.rows, force=force)
         if problems:
             raise ConflictError(removal_refusal(self.rows, problems))
