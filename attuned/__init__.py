@@ -1,8 +1,17 @@
 """attuned: a GitOps-style reconciling daemon for Attune automation packs."""
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-try:
-    __version__ = version("attuned")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> Any:
+    """`__version__` on first use: importlib.metadata costs every command 25 ms."""
+    if name != "__version__":
+        raise AttributeError(f"module 'attuned' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("attuned")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        found = "0+unknown"
+    globals()["__version__"] = found
+    return found

@@ -27,6 +27,7 @@ SCENARIOS = {
     "attune_tables",
     "notify",
     "restart",
+    "cli_startup",
 }
 
 
