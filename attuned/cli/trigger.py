@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
             }
         )
     else:
-        # a folder's trigger only asks for a pass: its changes are seen as they happen
-        what = "poll" if settings.sources[args.source] == "git" else "make a pass over"
+        # a folder is read whole: a change inotify cannot see (a network filesystem) is found
+        what = "poll" if settings.sources[args.source] == "git" else "rescan"
         print(f"asked attuned to {what} {args.source} now (pid {pid}{unknown})")
     return 0
 

@@ -117,7 +117,8 @@ class SourceSet:
     ) -> list[ScanResult]:
         """Scan every source; git sources ask their server only when in `poll`, when never
         polled yet, or when their interval has passed. With `changed` (a pass for inotify
-        events), a folder reads only its changed entries again."""
+        events), a folder reads only its changed entries again, unless it is in `poll` (a
+        trigger: read it whole)."""
         results = []
         for name, source in self.sources.items():
             heartbeat()
@@ -127,8 +128,9 @@ class SourceSet:
                 result = source.scan(refresh=refresh)
                 if refresh:
                     self._polled_once.add(name)
-            else:
-                result = source.scan(None if changed is None else changed.get(name, set()))
+            else:  # a folder in `poll` (`attuned trigger`) is read whole, as a full pass does
+                only = None if changed is None or name in poll else changed.get(name, set())
+                result = source.scan(only)
             self._record(name, source, result)
             results.append(result)
         return results

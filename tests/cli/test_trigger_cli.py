@@ -67,7 +67,7 @@ def test_a_watched_folder_is_asked_for_a_pass(
 ) -> None:
     done = run_attuned(["trigger", "local", "--config", config], capsys)
 
-    assert done.stdout == f"asked attuned to make a pass over local now (pid {os.getpid()})\n"
+    assert done.stdout == f"asked attuned to rescan local now (pid {os.getpid()})\n"
 
 
 def test_without_a_daemon_it_says_so_keeps_the_file_and_exits_5(

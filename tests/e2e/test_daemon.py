@@ -319,3 +319,19 @@ def test_metrics_file_follows_the_daemon(daemon_factory: Callable[..., DaemonPro
     assert found[("attuned_test_executions_total", "passed")] == 1
     assert found[("attuned_test_executions_total", "failed")] == 1
     assert found[("attuned_reconcile_passes_total", "")] >= 1
+
+
+def test_a_trigger_of_a_folder_reads_the_whole_folder(daemon: DaemonProcess) -> None:
+    """`attuned trigger local` on a watched folder rescans it (a change inotify cannot see,
+    say on a network filesystem, is found), not just the entries inotify reported."""
+    daemon.drop("hello")
+    daemon.drop("welcome")
+    daemon.wait_pack("welcome", "active")
+    scans = len(daemon.events("source.scanned"))
+    assert daemon.cli("trigger", "local").returncode == 0
+    daemon.wait_for(
+        lambda _s: len(daemon.events("source.scanned")) > scans, what="the triggered scan"
+    )
+    scanned = daemon.events("source.scanned")[scans]
+    seen = sum(scanned.get(k, 0) for k in ("cache_hits", "snapshots_reused", "snapshots_made"))
+    assert seen == 2, f"both packs read (or found unchanged by stat), not 0: {scanned}"
