@@ -120,6 +120,9 @@ class Requests:
         return taken
 
 
+LOCK_ATTEMPTS = 5  # 10 ms apart
+
+
 class StateLock:
     """One daemon (or `reconcile --once`) per state directory: an flock on attuned.lock."""
 
@@ -131,7 +134,16 @@ class StateLock:
     def acquire(self) -> None:
         handle = self.path.open("a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for attempt in range(LOCK_ATTEMPTS):
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    # `attuned trigger` holds a shared lock for microseconds to tell whether
+                    # a daemon runs: a start in that instant must not fail
+                    if attempt == LOCK_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.01)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
