@@ -31,6 +31,13 @@ MAX_DEPTH = 64  # levels of nested nodes (a scalar counts as one): Attune files 
 MAX_ALIASES = 100  # alias uses (`*name`, `<<: *name`) in one file
 MAX_ALIAS_NODES = 10_000  # nodes that aliases repeat, counted as if expanded
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+# scalars whose constructor returns a value at once (not a generator filled in later)
+_PLAIN_SCALARS = frozenset(
+    f"tag:yaml.org,2002:{name}" for name in ("null", "bool", "int", "float", "timestamp")
+)
 
 try:  # the C parser is ~10x faster; fall back where libyaml is missing
     _Base: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
@@ -70,6 +77,10 @@ class _Refused(yaml.MarkedYAMLError):
         super().__init__(problem=message, problem_mark=mark)
 
 
+class _Slow(Exception):
+    """The fast build met something it leaves to the generic constructor."""
+
+
 class _Loader(_Base):  # type: ignore[valid-type,misc]
     """The safe loader, plus the checks above; the node graph is checked before construction."""
 
@@ -87,8 +98,53 @@ class _Loader(_Base):  # type: ignore[valid-type,misc]
         return node
 
     def get_single_data(self) -> Any:
+        if not self.may_alias:
+            node = super().get_single_node()  # composed in C, checked while it is built
+            if node is None:
+                return None
+            try:
+                return self._build(node, 1)
+            except (_Slow, yaml.YAMLError):
+                # from scratch: a limit, then the generic constructor's own error, if any
+                self.constructed_objects.clear()
+                self.recursive_objects.clear()
+                self.state_generators.clear()
+                self.deep_construct = False
+                _check_tree(node)
+                return self.construct_document(node)
         node = self.get_single_node()
         return None if node is None else self.construct_document(node)
+
+    def _build(self, node: yaml.Node, depth: int) -> Any:
+        """The data of a tree of plain maps, lists and scalars, built in one recursion (the
+        generic constructor costs a generator and a memo per node: 3x). Anything else (a
+        merge key, another tag, a duplicate key, a limit) is left to the generic path, so
+        every error reads as it always did."""
+        if depth > MAX_DEPTH:
+            raise _Slow
+        tag = node.tag
+        if isinstance(node, yaml.ScalarNode):
+            if tag == _STR_TAG:
+                return node.value
+            if tag not in _PLAIN_SCALARS:
+                raise _Slow
+            return self.construct_object(node)
+        if isinstance(node, yaml.MappingNode) and tag == _MAP_TAG:
+            data: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE_TAG:
+                    raise _Slow
+                key = self._build(key_node, depth + 1)
+                try:
+                    if key in data:
+                        raise _Slow
+                except TypeError:  # unhashable
+                    raise _Slow from None
+                data[key] = self._build(value_node, depth + 1)
+            return data
+        if isinstance(node, yaml.SequenceNode) and tag == _SEQ_TAG:
+            return [self._build(item, depth + 1) for item in node.value]
+        raise _Slow
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         # a scalar the resolver typed but Python refuses (2001-13-45, !!int abc) would
