@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ IGNORED_NAMES = frozenset({"__pycache__", ".git", ".pytest_cache", ".mypy_cache"
 # a source opened for copying: never follow a symlink swapped in, never block on a FIFO
 _READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # what _bad_name refuses
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ def _bad_name(pack_dir: Path, rel: str) -> Problem | None:
         rel.encode("utf-8")  # os.scandir smuggles undecodable bytes in as lone surrogates
     except UnicodeEncodeError:
         return Problem(pack_dir, "a file name is not UTF-8 text; rename it")
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in rel):
+    if _CONTROL.search(rel):
         return Problem(pack_dir, f"file name {rel!r} has a control character; rename it")
     return None
 

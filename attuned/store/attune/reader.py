@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, bindparam, select
 
 from attuned.store.attune import tables as t
 
@@ -40,17 +40,24 @@ class AttunePack:
 
 
 _PACK_COLUMNS = [t.pack.c[f] for f in AttunePack.__dataclass_fields__]
+# asked at every registration: built once (building them again cost more than running them)
+_PACKS = select(*_PACK_COLUMNS).order_by(t.pack.c.ref)
+_PACK = _PACKS.where(t.pack.c.ref == bindparam("ref"))
+_PACK_ID = select(t.pack.c.id).where(t.pack.c.ref == bindparam("ref"))
+_ACTION_RUNTIMES = (
+    select(t.runtime.c.name, t.runtime.c.execution_config)
+    .join(t.action, t.action.c.runtime == t.runtime.c.id)
+    .where(t.action.c.pack == bindparam("pack"))
+)
 
 
 def packs(connection: Connection, ref: str | None = None) -> list[AttunePack]:
-    query = select(*_PACK_COLUMNS).order_by(t.pack.c.ref)
-    if ref is not None:
-        query = query.where(t.pack.c.ref == ref)
-    return [AttunePack(*row) for row in connection.execute(query).all()]
+    rows = connection.execute(_PACKS) if ref is None else connection.execute(_PACK, {"ref": ref})
+    return [AttunePack(*row) for row in rows.all()]
 
 
 def pack_id(connection: Connection, ref: str) -> int | None:
-    found = connection.execute(select(t.pack.c.id).where(t.pack.c.ref == ref)).scalar()
+    found = connection.execute(_PACK_ID, {"ref": ref}).scalar()
     return None if found is None else int(found)
 
 
@@ -124,11 +131,7 @@ def runtime_names(connection: Connection, pack: int, pack_dir: Path) -> list[str
     the pack's actions run on that need an environment set up, because their
     `execution_config` has an `environment`, or names a `dependencies.manifest_file` the pack
     has."""
-    rows = connection.execute(
-        select(t.runtime.c.name, t.runtime.c.execution_config)
-        .join(t.action, t.action.c.runtime == t.runtime.c.id)
-        .where(t.action.c.pack == pack)
-    ).all()
+    rows = connection.execute(_ACTION_RUNTIMES, {"pack": pack}).all()
     names = set()
     for name, config in rows:
         config = config if isinstance(config, dict) else {}

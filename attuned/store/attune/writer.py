@@ -32,6 +32,37 @@ _RUNTIME_REFS = {
 }
 
 
+# statements a registration runs every time, built once: building one again (and its cache
+# key) cost more than running it on SQLite
+_RUNTIME_BY_REF = select(t.runtime.c.id, t.runtime.c.ref).where(t.runtime.c.ref == bindparam("ref"))
+_RUNTIME_BY_NAME = (
+    select(t.runtime.c.id, t.runtime.c.ref)
+    .where(func.lower(t.runtime.c.name) == bindparam("name"))
+    .order_by(t.runtime.c.id)
+    .limit(1)
+)
+_PACK_ID = select(t.pack.c.id).where(t.pack.c.ref == bindparam("ref"))
+_PACK_TO_WRITE = select(t.pack.c.id, t.pack.c.config).where(t.pack.c.ref == bindparam("ref"))
+_PACK_TO_WRITE_LOCKED = _PACK_TO_WRITE.with_for_update()
+_INSERT_PACK = insert(t.pack).returning(t.pack.c.id)
+_IDS_BY_REF: dict[str, Any] = {}  # table name -> select(ref, id) where ref in :refs
+_INSERT_RETURNING_IDS: dict[str, Any] = {}  # table name -> insert(...) returning (ref, id)
+
+
+def _ids_by_ref(table: Table) -> Any:
+    if table.name not in _IDS_BY_REF:
+        _IDS_BY_REF[table.name] = select(table.c.ref, table.c.id).where(
+            table.c.ref.in_(bindparam("refs", expanding=True))
+        )
+    return _IDS_BY_REF[table.name]
+
+
+def _insert_returning_ids(table: Table) -> Any:
+    if table.name not in _INSERT_RETURNING_IDS:
+        _INSERT_RETURNING_IDS[table.name] = insert(table).returning(table.c.ref, table.c.id)
+    return _INSERT_RETURNING_IDS[table.name]
+
+
 @dataclass
 class SyncReport:
     pack_id: int
@@ -53,16 +84,9 @@ def resolve_runtime(connection: Connection, runner: str) -> tuple[int, str] | No
     (any case); None when none does."""
     lowered = runner.lower()
     ref = runtime_ref_for(runner)
-    found = connection.execute(
-        select(t.runtime.c.id, t.runtime.c.ref).where(t.runtime.c.ref == ref)
-    ).first()
+    found = connection.execute(_RUNTIME_BY_REF, {"ref": ref}).first()
     if found is None:
-        found = connection.execute(
-            select(t.runtime.c.id, t.runtime.c.ref)
-            .where(func.lower(t.runtime.c.name) == lowered)
-            .order_by(t.runtime.c.id)
-            .limit(1)
-        ).first()
+        found = connection.execute(_RUNTIME_BY_NAME, {"name": lowered}).first()
     return None if found is None else (int(found[0]), str(found[1]))
 
 
@@ -112,7 +136,7 @@ def planned_refs(rows: PackRows) -> dict[str, set[str]]:
 def removal_conflicts(connection: Connection, rows: PackRows, *, force: bool) -> list[str]:
     """Why writing `rows` would break other packs (what `sync_pack` would refuse), asked
     before a registration runs its tests, so a refusal costs no test run."""
-    pack_id = connection.execute(select(t.pack.c.id).where(t.pack.c.ref == rows.ref)).scalar()
+    pack_id = connection.execute(_PACK_ID, {"ref": rows.ref}).scalar()
     if pack_id is None:
         return []
     return _removals(connection, int(pack_id), rows, force=force)[1]
@@ -189,16 +213,12 @@ def sync_pack(
 def _write_pack(
     connection: Connection, rows: PackRows, now: datetime, written: dict[str, Any] | None
 ) -> SyncReport:
-    lock = select(t.pack.c.id, t.pack.c.config).where(t.pack.c.ref == rows.ref)
-    if connection.dialect.name == "postgresql":
-        lock = lock.with_for_update()
-    existing = connection.execute(lock).first()
+    lock = _PACK_TO_WRITE_LOCKED if connection.dialect.name == "postgresql" else _PACK_TO_WRITE
+    existing = connection.execute(lock, {"ref": rows.ref}).first()
     config = merged_config(rows.config, existing[1] if existing else None, written)
     values = {**rows.pack, "config": config, "updated": now}
     if existing is None:
-        pack_id = connection.execute(
-            insert(t.pack).values(**values, created=now).returning(t.pack.c.id)
-        ).scalar_one()
+        pack_id = connection.execute(_INSERT_PACK, {**values, "created": now}).scalar_one()
         return SyncReport(int(pack_id), True, config)
     connection.execute(update(t.pack).where(t.pack.c.id == existing[0]).values(**values))
     return SyncReport(int(existing[0]), False, config)
@@ -219,20 +239,14 @@ class _Writer:
         if not rows:
             return {}
         refs = [str(r["ref"]) for r in rows]
-        found = dict(
-            self.connection.execute(
-                select(table.c.ref, table.c.id).where(table.c.ref.in_(refs))
-            ).all()
-        )
+        found = dict(self.connection.execute(_ids_by_ref(table), {"refs": refs}).all())
         base = {"pack": self.pack_id, "updated": self.now}
         changes = [{**r, **base, "_id": found[r["ref"]]} for r in rows if r["ref"] in found]
         if changes:
             self._update_many(table, changes)
         fresh = [{**r, **base, "created": self.now} for r in rows if r["ref"] not in found]
         if fresh:
-            inserted = self.connection.execute(
-                insert(table).returning(table.c.ref, table.c.id), fresh
-            ).all()
+            inserted = self.connection.execute(_insert_returning_ids(table), fresh).all()
             found.update(dict(inserted))
         return {str(k): int(v) for k, v in found.items()}
 
