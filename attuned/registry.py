@@ -220,6 +220,7 @@ class Registry:
         return registry
 
     def close(self) -> None:
+        self.store.sync()  # the last registration's link swap
         self.db.dispose()
 
     # -- registration ------------------------------------------------------------------
@@ -318,7 +319,9 @@ class Registry:
             )
             record = saved.pack
             faults.point("after_commit")
-            self.store.activate(pack.ref, version_dir)
+            # its fsync rides on the next registration's: the row just committed names the
+            # digest, and repair_store relinks from it after a crash
+            self.store.activate(pack.ref, version_dir, sync=False)
         if previous is not None and previous != version_dir.resolve():
             self.store.retire(pack.ref, keep=self.keep_versions)
             self.collect_environments()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,3 +124,49 @@ def test_stage_says_what_the_directory_holds(make_pack: PackFactory, tmp_path: P
     again, held = store.stage("hello", "1.0.0", src, files)
     assert again == fresh and held == digest(fresh) != written
     assert list(store.staging.iterdir()) == [], "the second copy is not kept"
+
+
+class _DirectorySyncs:
+    """Directories opened as _fsync_dir opens them (O_DIRECTORY), seen by a CPython audit
+    hook: the fsyncs a store makes, without replacing anything."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] | None = None
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
+        if event != "open" or self.seen is None or not isinstance(args[2], int):
+            return
+        if args[2] & os.O_DIRECTORY and isinstance(args[0], str | os.PathLike):
+            self.seen.append(os.path.basename(os.fspath(args[0])))
+
+    def during(self, action: Callable[[], object]) -> list[str]:
+        self.seen = []
+        try:
+            action()
+            return self.seen
+        finally:
+            self.seen = None
+
+
+SYNCS = _DirectorySyncs()
+
+
+def test_a_deferred_link_swap_is_synced_with_the_next_version(
+    make_pack: PackFactory, tmp_path: Path
+) -> None:
+    """One journal commit a registration, not two: the swap's fsync waits for the next
+    stage() (or sync()), back to back with the fsync of `.versions`."""
+    store = PackStore(tmp_path / "packs")
+    src = make_pack(files={"README.md": "v1\n"})
+    first = store.prepare("hello", "1.0.0", src, list_files(src))
+    assert SYNCS.during(lambda: store.activate("hello", first, sync=False)) == []
+    (src / "README.md").write_text("v2\n")
+    assert SYNCS.during(lambda: store.stage("hello", "1.0.1", src, list_files(src))) == [
+        ".versions",
+        "packs",
+    ]
+    assert SYNCS.during(lambda: store.activate("hello", first)) == ["packs"]
+    assert SYNCS.during(store.sync) == [], "nothing was waiting"
+    store.activate("hello", first, sync=False)
+    assert SYNCS.during(store.sync) == ["packs"]
