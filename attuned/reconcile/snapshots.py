@@ -27,12 +27,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
-from pydantic import ValidationError as PydanticValidationError
-
-from attuned.errors import AttunedError, ValidationFailed
+from attuned.errors import AttunedError, Problem, ValidationFailed
 from attuned.pack.content import IGNORED_NAMES, copy_files, digest, list_files
 from attuned.pack.loader import Pack, load_pack
-from attuned.pack.manifest import PackManifest
 
 TMP_PREFIX = ".tmp-"
 # a file changed less than this long before it was stat'ed is read again next time: a second
@@ -59,11 +56,65 @@ class Outcome(StrEnum):
     MADE = "made"  # a new snapshot was copied and verified
 
 
+class Summary(NamedTuple):
+    """What the planner needs of a snapshot, and all a stat-cache entry keeps of it: a full
+    manifest model is 7 KiB a pack, held for the daemon's lifetime."""
+
+    ref: str
+    version: str
+    digest: str
+    requires: tuple[tuple[str, str], ...] = ()  # (ref, version range) of each dependency
+    warnings: tuple[Problem, ...] = ()  # naming the user's files
+
+    @classmethod
+    def of(cls, pack: Pack) -> Summary:
+        requires = tuple((d.ref, d.version) for d in pack.manifest.dependencies)
+        return cls(pack.ref, pack.version, pack.digest, requires, tuple(pack.warnings))
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ref": self.ref,
+            "version": self.version,
+            "digest": self.digest,
+            "requires": [list(r) for r in self.requires],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Summary:
+        """Raises ValueError/TypeError/KeyError on anything but what `to_json` wrote."""
+        ref, version, digest, requires = (data[k] for k in ("ref", "version", "digest", "requires"))
+        if not isinstance(ref, str) or not isinstance(version, str):
+            raise ValueError("ref and version must be text")
+        if not isinstance(digest, str) or not _DIGEST_NAME.match(digest):
+            raise ValueError(f"not a digest: {digest!r}")
+        if not isinstance(requires, list):
+            raise ValueError("requires must be a list")
+        pairs = []
+        for item in requires:
+            if not (
+                isinstance(item, list) and len(item) == 2 and all(isinstance(v, str) for v in item)
+            ):
+                raise ValueError(f"not a requirement: {item!r}")
+            pairs.append((item[0], item[1]))
+        return cls(ref, version, digest, tuple(pairs))
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    pack: Pack  # as loaded from `path`, with warnings naming the user's files
+    """A pack frozen under `path`. `pack` is None on a stat-cache hit (nothing was read):
+    then `summary` is all that is known, and `SnapshotStore.snapshot()` loads the rest."""
+
+    pack: Pack | None  # as loaded from `path`, with warnings naming the user's files
     path: Path
     outcome: Outcome
+    known: Summary | None = None  # given on a cache hit; else taken from `pack`
+
+    @property
+    def summary(self) -> Summary:
+        if self.known is not None:
+            return self.known
+        assert self.pack is not None
+        return Summary.of(self.pack)
 
 
 @dataclass(frozen=True)
@@ -96,7 +147,7 @@ class Fingerprint:
         return cls(device, inode, bytes.fromhex(files), newest)
 
 
-def fingerprint(source_dir: Path) -> Fingerprint | None:
+def fingerprint(source_dir: Path | str) -> Fingerprint | None:
     """Stat every file below `source_dir` (no content is read); None when it cannot be walked.
 
     This is most of what a no-op pass costs (one per pack, and one per served pack for the
@@ -142,34 +193,21 @@ def fingerprint(source_dir: Path) -> Fingerprint | None:
     )
 
 
-def _slim(taken: Snapshot) -> Snapshot:
-    """What a cache hit needs (manifest, digest): a daemon keeps one entry per pack for as
-    long as it runs, and components with their parsed YAML and the file list were most of
-    the 73 KiB each of 1,000 packs held."""
-    return replace(taken, pack=replace(taken.pack, components=[], files=[]))
-
-
 class _Entry(NamedTuple):
     """One stat cache entry: the source's fingerprint, the snapshot it gave, and what lets a
     restarted daemon trust it without reading a file: the snapshot directory's own
-    fingerprint (a damaged or replaced copy no longer matches) and the manifest as JSON."""
+    fingerprint (a damaged or replaced copy no longer matches)."""
 
     seen: Fingerprint
-    taken: Snapshot | None  # None: read from the state file, not yet checked this process
-    digest: str
+    summary: Summary
     snapshot_seen: Fingerprint
-    manifest: str | None  # only until `taken` is set: 1 KiB a pack, made again when saved
+    checked: bool  # False: read from the state file, the snapshot not yet checked
 
     def to_json(self) -> dict[str, object]:
-        manifest = self.manifest
-        if manifest is None:
-            assert self.taken is not None
-            manifest = self.taken.pack.manifest.model_dump_json()
         return {
             "source": self.seen.to_json(),
-            "digest": self.digest,
             "snapshot": self.snapshot_seen.to_json(),
-            "manifest": manifest,
+            **self.summary.to_json(),
         }
 
 
@@ -177,17 +215,11 @@ def _remembered(data: object) -> _Entry:
     """An entry as `_Entry.to_json` wrote it; ValueError/TypeError/KeyError otherwise."""
     if not isinstance(data, dict):
         raise ValueError(f"not a cache entry: {data!r}")
-    digest, manifest = data["digest"], data["manifest"]
-    if not isinstance(digest, str) or not _DIGEST_NAME.match(digest):
-        raise ValueError(f"not a digest: {digest!r}")
-    if not isinstance(manifest, str):
-        raise ValueError("manifest is not JSON text")
     return _Entry(
         Fingerprint.from_json(data["source"]),
-        None,
-        digest,
+        Summary.from_json(data),
         Fingerprint.from_json(data["snapshot"]),
-        manifest,
+        checked=False,
     )
 
 
@@ -216,9 +248,14 @@ class SnapshotStore:
         self._in_progress: set[Path] = set()
 
     def snapshot(self, source_dir: Path) -> tuple[Pack, Path]:
-        """The pack in `source_dir`, validated and frozen: (Pack loaded from the copy, its path)."""
+        """The pack in `source_dir`, validated and frozen: (Pack loaded from the copy, its path).
+        On a stat-cache hit the Pack is loaded from the snapshot, with the warnings the user's
+        files had."""
         taken = self.capture(source_dir)
-        return taken.pack, taken.path
+        if taken.pack is not None:
+            return taken.pack, taken.path
+        pack = load_pack(taken.path)
+        return replace(pack, warnings=list(taken.summary.warnings)), taken.path
 
     def capture(self, source_dir: Path, *, use_cache: bool = True) -> Snapshot:
         """`snapshot()` that also says whether it read anything (`use_cache=False`: a
@@ -284,7 +321,7 @@ class SnapshotStore:
         with self._lock:
             gone = {path.name for path in removed}
             for source, entry in list(self._cache.items()):
-                if entry.digest in gone:
+                if entry.summary.digest in gone:
                     del self._cache[source]
                     self.changes += 1
         return removed
@@ -294,35 +331,25 @@ class SnapshotStore:
             entry = self._cache.get(source)
         if entry is None or entry.seen != seen:
             return None
-        path = self.root / entry.digest
-        if entry.taken is None:  # from the state file: is the snapshot still what it was?
+        path = self.root / entry.summary.digest
+        if entry.checked:
+            if not path.is_dir():
+                return None
+        else:  # from the state file: is the snapshot still what it was?
             if fingerprint(path) != entry.snapshot_seen:
                 return None
-            try:
-                manifest = PackManifest.model_validate_json(entry.manifest or "")
-            except PydanticValidationError:
-                return None
-            taken = Snapshot(Pack(path, manifest, [], [], entry.digest), path, Outcome.CACHED)
             with self._lock:
                 if self._cache.get(source) is entry:
-                    self._cache[source] = entry._replace(taken=taken, manifest=None)
-            return taken
-        if not path.is_dir():
-            return None
-        return replace(entry.taken, outcome=Outcome.CACHED)
+                    self._cache[source] = entry._replace(checked=True)
+        return Snapshot(None, path, Outcome.CACHED, entry.summary)
 
     def _entry(self, seen: Fingerprint, taken: Snapshot) -> _Entry | None:
-        """A cache entry for a snapshot just taken, or None when it could not be trusted
-        after a restart (a manifest that does not survive JSON: then it is simply read)."""
+        """A cache entry for a snapshot just taken (None when its directory cannot be
+        walked: then it is simply read again next time)."""
         snapshot_seen = fingerprint(taken.path)
-        manifest = taken.pack.manifest.model_dump_json()
-        try:
-            same = PackManifest.model_validate_json(manifest) == taken.pack.manifest
-        except PydanticValidationError:
-            same = False
-        if snapshot_seen is None or not same:
+        if snapshot_seen is None:
             return None
-        return _Entry(seen, _slim(taken), taken.pack.digest, snapshot_seen, None)
+        return _Entry(seen, taken.summary, snapshot_seen, checked=True)
 
     def _take(self, source_dir: Path) -> Snapshot:
         pack = load_pack(source_dir)  # ValidationFailed here names the user's files

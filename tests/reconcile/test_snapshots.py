@@ -92,7 +92,8 @@ def test_an_unchanged_pack_is_not_read_again(store: SnapshotStore, make_pack: Pa
     with OPENED.under(source) as opened:
         again = store.capture(source)
     assert again.outcome is Outcome.CACHED
-    assert (again.path, again.pack.digest) == (first.path, first.pack.digest)
+    assert again.pack is None, "a cache hit reads nothing: it has only the summary"
+    assert (again.path, again.summary.digest) == (first.path, first.summary.digest)
     assert store.bytes_hashed == hashed
     assert opened == [], "not even pack.yaml was opened"
     with OPENED.under(source) as opened:  # the recorder does see reads when there are some
@@ -134,7 +135,7 @@ def test_a_same_size_edit_that_restores_mtime_is_still_seen(
     )
     second = store.capture(source)
     assert second.outcome is Outcome.MADE
-    assert second.pack.digest != first.pack.digest
+    assert second.summary.digest != first.summary.digest
 
 
 def test_recently_changed_files_are_read_again_until_they_settle(
@@ -277,9 +278,9 @@ def test_collect_garbage(store: SnapshotStore, make_pack: PackFactory, tmp_path:
     leftover.mkdir()
     foreign = store.root / "README"
     foreign.write_text("not a snapshot; not ours to delete")
-    removed = store.collect_garbage({keep.pack.digest})
+    removed = store.collect_garbage({keep.summary.digest})
     assert sorted(removed) == sorted([drop.path, leftover])
-    assert snapshot_dirs(store) == sorted(["README", keep.pack.digest])
+    assert snapshot_dirs(store) == sorted(["README", keep.summary.digest])
     # the stat cache does not hand out the deleted snapshot
     again = store.capture(drop_source)
     assert again.outcome is Outcome.MADE and again.path.is_dir()

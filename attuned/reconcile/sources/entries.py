@@ -20,16 +20,16 @@ _REF_LINE = re.compile(r"^ref:\s*[\"']?([a-z][a-z0-9_-]*)[\"']?\s*(?:#.*)?$", re
 def candidate_of(
     source: str, entry: str, taken: Snapshot, revision: str | None = None
 ) -> Candidate:
-    manifest = taken.pack.manifest
+    summary = taken.summary
     return Candidate(
-        ref=manifest.ref,
-        version=manifest.version,
-        digest=taken.pack.digest,
+        ref=summary.ref,
+        version=summary.version,
+        digest=summary.digest,
         source=source,
         snapshot=taken.path,
         entry=entry,
         source_revision=revision,
-        requires=tuple(Requirement(d.ref, d.version) for d in manifest.dependencies),
+        requires=tuple(Requirement(ref, version) for ref, version in summary.requires),
     )
 
 
