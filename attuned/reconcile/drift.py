@@ -8,7 +8,9 @@ is restored from its snapshot.
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 from attuned.errors import AttunedError
 from attuned.pack.content import digest, list_files
@@ -65,13 +67,14 @@ class DriftCheck:
             self.changes += 1
         drifted = []
         for record in records:
-            served = registry.store.active_dir(record.ref)
-            if served is None:
+            found = registry.store.active_path(record.ref)
+            if found is None:
                 continue
             started_ns = time.time_ns()
-            seen = fingerprint(served)
-            if seen is None and not served.is_dir():
+            seen = fingerprint(found)
+            if seen is None and not os.path.isdir(found):
                 continue  # gone: the store's repair at start makes links agree again
+            served = Path(found)
             if seen is not None and self._verified.get(record.ref) == (record.digest, seen):
                 continue
             try:

@@ -97,24 +97,27 @@ class PackStore:
         return self.root / ref
 
     def active_dir(self, ref: str) -> Path | None:
-        """The version directory `ref` points at (resolved), or None when it is not active.
+        """The version directory `ref` points at (resolved), or None when it is not active."""
+        found = self.active_path(ref)
+        return None if found is None else Path(found)
 
-        One readlink, not Path.resolve() (an lstat per path component): the drift check
-        asks this of every pack on every full pass."""
-        link = self.link(ref)
+    def active_path(self, ref: str) -> str | None:
+        """`active_dir` as text: one readlink, not Path.resolve() (an lstat per component),
+        and no Path objects: the drift check asks this of every pack on every full pass."""
+        link = os.path.join(self.root, ref)
         try:
             target = os.readlink(link)
         except FileNotFoundError:
             return None
         except OSError:  # EINVAL: there, but not a symlink
-            if link.exists():
+            if os.path.exists(link):
                 raise StoreError(
                     f"{link} is not a symlink managed by attuned; move it away"
                 ) from None
             return None
         if self._real_root is None:
             self._real_root = os.path.realpath(self.root)
-        return Path(os.path.normpath(os.path.join(self._real_root, target)))
+        return os.path.normpath(os.path.join(self._real_root, target))
 
     def prepare(self, ref: str, version: str, source: Path, files: list[PackFile]) -> Path:
         """Copy `files` from `source` into a complete version directory; return it.
