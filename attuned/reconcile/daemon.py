@@ -331,6 +331,7 @@ class Daemon:
                     trigger, full=full, poll=poll, changed=None if full else entries
                 )
                 if full:  # the first sync, a resync: what the pass freed goes back
+                    self._tell_systemd()  # READY first: the release is upkeep
                     heap.release(self.registry)
 
     def _following(self) -> bool:

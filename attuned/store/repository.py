@@ -462,7 +462,7 @@ def activation_times(session: Session) -> dict[str, datetime]:
     rows = session.connection().execute(
         sa_select(r.ref, r.activated_at).where(r.deactivated_at.is_(None))
     )
-    return dict(rows.tuples().all())
+    return {ref: activated for ref, activated in rows}
 
 
 def open_revisions(session: Session) -> dict[str, PackRevision]:
