@@ -77,6 +77,10 @@ class _Refused(yaml.MarkedYAMLError):
         super().__init__(problem=message, problem_mark=mark)
 
 
+_PLAIN_TAGS: dict[str, str] = {}  # plain scalar text -> its resolved tag
+_PLAIN_TAGS_KEPT = 4096
+
+
 class _Slow(Exception):
     """The fast build met something it leaves to the generic constructor."""
 
@@ -88,6 +92,19 @@ class _Loader(_Base):  # type: ignore[valid-type,misc]
         super().__init__(stream)
         # no anchor, no alias: the node graph is a tree and a cheaper walk will do
         self.may_alias = "&" in stream
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        """The tag of a plain scalar depends on its text alone (no path resolvers here), and
+        pack files repeat theirs (`type`, `string`, `shell`...): remembered, not matched
+        against the resolvers' regexes again."""
+        if kind is not yaml.ScalarNode or not implicit[0]:
+            return super().resolve(kind, value, implicit)
+        tag = _PLAIN_TAGS.get(value)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(_PLAIN_TAGS) < _PLAIN_TAGS_KEPT and len(value) <= 64:
+                _PLAIN_TAGS[value] = tag
+        return tag
 
     def get_single_node(self) -> Any:
         node = super().get_single_node()
