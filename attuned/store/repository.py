@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
+from sqlalchemy import bindparam
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
+from sqlalchemy import update as sa_update
 from sqlmodel import Session, col, delete, select
 
 from attuned.pack.loader import Pack
@@ -68,7 +71,35 @@ def _managed(session: Session) -> dict[str, ManagedPack]:
     return {m.ref: m for m in session.exec(select(ManagedPack)).all()}
 
 
-def _is_current(managed: ManagedPack | None, pack_id: int, version: str) -> bool:
+class _Managed(Protocol):
+    """What a RegisteredPack takes from attuned's bookkeeping (a ManagedPack has it)."""
+
+    @property
+    def pack_id(self) -> int: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
+    @property
+    def origin(self) -> str: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def source_revision(self) -> str | None: ...
+
+
+class _Written(NamedTuple):
+    """The managed_pack row save_pack has just written, without loading it back."""
+
+    pack_id: int
+    version: str
+    digest: str
+    origin: str
+    source: str | None
+    source_revision: str | None
+
+
+def _is_current(managed: _Managed | None, pack_id: int, version: str) -> bool:
     """Whether attuned wrote the pack row Attune has now (not replaced behind its back)."""
     return managed is not None and _same_row(managed.pack_id, managed.version, pack_id, version)
 
@@ -79,7 +110,7 @@ def _same_row(
     return managed_id == pack_id and managed_version == version
 
 
-def _registered(row: reader.AttunePack, managed: ManagedPack | None) -> RegisteredPack:
+def _registered(row: reader.AttunePack, managed: _Managed | None) -> RegisteredPack:
     mine = managed if _is_current(managed, row.id, row.version) else None
     return RegisteredPack(
         id=row.id,
@@ -212,6 +243,25 @@ def components_of(session: Session, pack_id: int) -> list[ComponentRow]:
 # -- writing packs -------------------------------------------------------------------------
 
 
+# a registration's writes of attuned's own rows, built once
+_MANAGED_MORE = ("pending_runtimes", "incomplete", "written_config", "updated_at")
+_MP = ManagedPack.__table__.c  # type: ignore[attr-defined]
+_MANAGED_OF = sa_select(_MP.pack_id, _MP.written_config).where(_MP.ref == bindparam("ref"))
+_INSERT_MANAGED = sa_insert(ManagedPack.__table__)  # type: ignore[attr-defined]
+_UPDATE_MANAGED = (
+    sa_update(ManagedPack.__table__)  # type: ignore[attr-defined]
+    .where(_MP.ref == bindparam("b_ref"))
+    .values({name: bindparam(name) for name in (*_Written._fields, *_MANAGED_MORE)})
+)
+_PR = PackRevision.__table__.c  # type: ignore[attr-defined]
+_CLOSE_REVISION = (
+    sa_update(PackRevision.__table__)  # type: ignore[attr-defined]
+    .where(_PR.ref == bindparam("b_ref"), _PR.deactivated_at.is_(None))
+    .values(deactivated_at=bindparam("b_at"), deactivation_reason=bindparam("b_reason"))
+)
+_INSERT_REVISION = sa_insert(PackRevision.__table__)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class Saved:
     pack: RegisteredPack
@@ -232,35 +282,40 @@ def save_pack(
     transaction). Actions whose runtime was missing so far are linked if this pack adds it."""
     connection = session.connection()
     now = utcnow()
-    managed = session.get(ManagedPack, pack.ref)
+    before = connection.execute(_MANAGED_OF, {"ref": pack.ref}).first()
     current = reader.pack_id(connection, pack.ref)
-    previous_config = (
-        managed.written_config if managed is not None and managed.pack_id == current else None
-    )
+    previous_config = dict(before[1]) if before is not None and before[0] == current else None
     rows = pack_rows(pack, install, now)
     report = writer.sync_pack(
         connection, rows, now=now, written_config=previous_config, force=force
     )
-    if managed is None:
-        managed = ManagedPack(ref=pack.ref, pack_id=report.pack_id, version=pack.version, digest="")
-        managed.created_at = now
-    managed.pack_id = report.pack_id
-    managed.version = pack.version
-    managed.digest = pack.digest
-    managed.origin = origin
-    managed.source = source
-    managed.source_revision = source_revision
-    managed.pending_runtimes = dict(report.pending_runtimes)
-    managed.incomplete = None
-    managed.written_config = dict(rows.config)
-    managed.updated_at = now
-    session.add(managed)
-    session.flush()
+    written = _Written(report.pack_id, pack.version, pack.digest, origin, source, source_revision)
+    values = {
+        **written._asdict(),
+        "pending_runtimes": dict(report.pending_runtimes),
+        "incomplete": None,
+        "written_config": dict(rows.config),
+        "updated_at": now,
+    }
+    # Core, not the ORM: a registration's own row, written without loading it as an object
+    if before is None:
+        connection.execute(_INSERT_MANAGED, {**values, "ref": pack.ref, "created_at": now})
+    else:
+        connection.execute(_UPDATE_MANAGED, {**values, "b_ref": pack.ref})
+    _expire(session, ManagedPack, lambda m: m.ref == pack.ref)
     if rows.runtimes:
         link_pending_runtimes(session)
-    saved = get_pack(session, pack.ref)
-    assert saved is not None
-    return Saved(saved, report)
+    found = reader.packs(connection, pack.ref)
+    assert found
+    return Saved(_registered(found[0], written), report)
+
+
+def _expire(session: Session, kind: type, which: Any) -> None:
+    """Expire the objects of `kind` the session holds that `which` picks: rows just written
+    by a Core statement must not be read from a stale copy."""
+    for held in list(session.identity_map.values()):
+        if isinstance(held, kind) and which(held):
+            session.expire(held)
 
 
 @dataclass(frozen=True)
@@ -422,31 +477,30 @@ def latest_statuses(session: Session) -> dict[str, str]:
 
 
 def close_revision(session: Session, ref: str, reason: str) -> None:
-    """Mark the open revision of `ref` (if any) as no longer served."""
-    for revision in session.exec(
-        select(PackRevision).where(
-            PackRevision.ref == ref, col(PackRevision.deactivated_at).is_(None)
-        )
-    ).all():
-        revision.deactivated_at = utcnow()
-        revision.deactivation_reason = reason
-        session.add(revision)
+    """Mark the open revision of `ref` (if any) as no longer served (one UPDATE)."""
+    session.connection().execute(
+        _CLOSE_REVISION, {"b_ref": ref, "b_at": utcnow(), "b_reason": reason}
+    )
+    _expire(session, PackRevision, lambda r: r.ref == ref)
 
 
-def record_activation(session: Session, pack: RegisteredPack, reason: str) -> PackRevision:
+def record_activation(session: Session, pack: RegisteredPack, reason: str) -> None:
     """Close the previous revision of the pack and open one for what is now served."""
     close_revision(session, pack.ref, "replaced")
-    revision = PackRevision(
-        ref=pack.ref,
-        version=pack.version,
-        digest=pack.digest,
-        source=pack.source,
-        source_revision=pack.source_revision,
-        reason=reason,
+    session.connection().execute(
+        _INSERT_REVISION,
+        {
+            "ref": pack.ref,
+            "version": pack.version,
+            "digest": pack.digest,
+            "source": pack.source,
+            "source_revision": pack.source_revision,
+            "reason": reason,
+            "activated_at": utcnow(),
+            "deactivated_at": None,
+            "deactivation_reason": None,
+        },
     )
-    session.add(revision)
-    session.flush()
-    return revision
 
 
 def revisions(session: Session, ref: str) -> Sequence[PackRevision]:
