@@ -87,7 +87,7 @@ def measure(root: Path, n: int, window: float, *, quick: bool) -> dict[str, Any]
         # one full resync, as the scheduler asks for every resync_interval
         cpu2 = cpu_seconds(daemon.pid)
         status = daemon.full_pass(timeout=3600)
-        time.sleep(0.2)
+        time.sleep(settle)  # after the status: the memory a full pass freed is handed back
         resync_cpu = cpu_seconds(daemon.pid) - cpu2
         resync_wall = status["last_reconcile"]["duration_ms"] / 1000
         rss_after_resync = rss_mib(daemon.pid)
@@ -238,7 +238,8 @@ def run(quick: bool) -> Result:
         "targets": targets,
         "notes": [
             "RSS: VmRSS at the end of the idle window (sampled every second); peak: VmHWM "
-            "(includes the initial sync); after a resync: once the SIGUSR1 pass is done",
+            "(includes the initial sync); after a resync: a few seconds after the SIGUSR1 pass "
+            "(its CPU is measured over the same span)",
             "bytes per pack: (RSS at N - RSS at 0 packs) / N; growth: (RSS at N - RSS at the "
             "previous size) / the packs added",
             "after a restart: the same state directory, a fresh process, read once its first "
