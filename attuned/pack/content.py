@@ -162,23 +162,29 @@ def copy_files(pack_dir: Path, files: list[PackFile], target: Path) -> str:
             os.makedirs(f"{dest}/{parent}", exist_ok=True)
             made.add(parent)
         hasher.update(_header(item))
-        _copy_one(f"{source}/{item.relpath}", f"{dest}/{item.relpath}", item.mode, hasher)
+        _copy_one(f"{source}/{item.relpath}", f"{dest}/{item.relpath}", item, hasher)
     return hasher.hexdigest()
 
 
-def _copy_one(source: str, dest: str, mode: int, hasher: hashlib._Hash) -> None:
+def _copy_one(source: str, dest: str, item: PackFile, hasher: hashlib._Hash) -> None:
     fd = os.open(source, _READ_FLAGS)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(22, "no longer a regular file", source)  # EINVAL
-        out = os.open(dest, _CREATE_FLAGS, mode)
+        out = os.open(dest, _CREATE_FLAGS, item.mode)
         try:
-            os.fchmod(out, mode)  # whatever the umask
-            while chunk := os.read(fd, _CHUNK):
+            os.fchmod(out, item.mode)  # whatever the umask
+            # a byte more than listed: a short read is the end of the file, with no read
+            # that returns nothing to say so (a small file is one read)
+            ask = min(item.size + 1, _CHUNK)
+            while chunk := os.read(fd, ask):
                 hasher.update(chunk)
                 view = memoryview(chunk)
                 while view:
                     view = view[os.write(out, view) :]
+                if len(chunk) < ask:
+                    break
+                ask = _CHUNK
         finally:
             os.close(out)
     finally:

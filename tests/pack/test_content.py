@@ -198,3 +198,13 @@ def test_an_entry_point_through_an_ignored_symlink_still_points_outside(
     with pytest.raises(ValidationFailed) as caught:
         load_pack(pack_dir)
     assert [p.message for p in caught.value.problems] == ["'.git/x.sh' points outside the pack"]
+
+
+@pytest.mark.parametrize("size", [0, 1, (1 << 20) - 1, 1 << 20, (5 << 19) + 3])
+def test_a_copy_of_any_size_is_whole(tmp_path: Path, size: int) -> None:
+    """Around the read size (1 MiB): a short read ends a file, a full one reads on."""
+    source = write_tree(tmp_path / "src", {"pack.yaml": "ref: big\n"})
+    (source / "blob.bin").write_bytes(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+    written = copy_files(source, list_files(source), tmp_path / "copy")
+    assert (tmp_path / "copy/blob.bin").read_bytes() == (source / "blob.bin").read_bytes()
+    assert written == digest(source) == digest(tmp_path / "copy")
