@@ -36,6 +36,7 @@ SCENARIOS = (
     "notify",
     "restart",
     "cli_startup",
+    "first_sync",
 )
 
 

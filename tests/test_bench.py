@@ -28,6 +28,7 @@ SCENARIOS = {
     "notify",
     "restart",
     "cli_startup",
+    "first_sync",
 }
 
 
