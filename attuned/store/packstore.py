@@ -77,6 +77,14 @@ def _entries(directory: Path) -> list[Path]:
     return list(directory.iterdir()) if directory.is_dir() else []
 
 
+def _names(directory: Path) -> list[str]:
+    """The names in `directory` (none when it is missing): no Path a name, 10,000 of them."""
+    try:
+        return os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
 class StoreError(RuntimeError):
     """The store's files are not what the store expects (a hand-made directory, say)."""
 
@@ -183,7 +191,7 @@ class PackStore:
 
     def discard(self, version_dir: Path) -> None:
         """Remove a prepared directory unless some pack is serving it."""
-        if version_dir.resolve() in self._active_dirs():
+        if str(version_dir.resolve()) in self._active_dirs():
             return
         shutil.rmtree(version_dir, ignore_errors=True)
 
@@ -239,22 +247,26 @@ class PackStore:
         if current is not None:
             self.discard(current)
 
-    def _active_dirs(self) -> set[Path]:
-        if not self.root.is_dir():
-            return set()
+    def _active_dirs(self) -> set[str]:
+        """Every served version directory, as `active_path` spells it. Text, not Paths:
+        every start and every removal asks, and 10,000 Path objects cost 0.5 s."""
         real = os.path.realpath(self.root)
-        return {
-            Path(os.path.normpath(os.path.join(real, os.readlink(entry))))
-            for entry in self.root.iterdir()
-            if entry.is_symlink() and not entry.name.startswith(".")
-        }
+        try:
+            with os.scandir(self.root) as entries:
+                return {
+                    os.path.normpath(os.path.join(real, os.readlink(entry.path)))
+                    for entry in entries
+                    if not entry.name.startswith(".") and entry.is_symlink()
+                }
+        except (FileNotFoundError, NotADirectoryError):
+            return set()
 
-    def _real_version_dir(self, name: str) -> Path:
-        """`versions/<name>` as `_active_dirs` and `active_dir` spell it: one realpath of
+    def _real_version_dir(self, name: str) -> str:
+        """`versions/<name>` as `_active_dirs` and `active_path` spell it: one realpath of
         the root, not Path.resolve() (an lstat per component) for each of 10,000 packs."""
         if self._real_root is None:
             self._real_root = os.path.realpath(self.root)
-        return Path(os.path.normpath(os.path.join(self._real_root, VERSIONS, name)))
+        return os.path.normpath(os.path.join(self._real_root, VERSIONS, name))
 
     def collect_garbage(self, min_age: float = 0.0) -> list[Path]:
         """Delete version directories nothing points at and leftover staging copies.
@@ -267,7 +279,11 @@ class PackStore:
         active = self._active_dirs()
         horizon = time.time() - min_age
         candidates = [
-            *(e for e in _entries(self.versions) if self._real_version_dir(e.name) not in active),
+            *(
+                self.versions / name
+                for name in _names(self.versions)
+                if self._real_version_dir(name) not in active
+            ),
             *_entries(self.staging),
             *self.root.glob(".*.link-*"),
         ]
@@ -291,17 +307,24 @@ class PackStore:
         fixed: list[str] = []
         if not self.root.is_dir():
             return [f"missing:{ref}" for ref in expected]
-        for entry in self.root.iterdir():
-            if entry.is_symlink() and not entry.name.startswith(".") and entry.name not in expected:
-                entry.unlink()
-                fixed.append(f"unlinked:{entry.name}")
+        with os.scandir(self.root) as entries:
+            strays = [
+                entry.path
+                for entry in entries
+                if not entry.name.startswith(".")
+                and entry.name not in expected
+                and entry.is_symlink()
+            ]
+        for stray in strays:
+            os.unlink(stray)
+            fixed.append(f"unlinked:{os.path.basename(stray)}")
         for ref, (version, pack_digest) in expected.items():
             name = version_dirname(ref, version, pack_digest)
-            want = self.versions / name
-            if not want.is_dir():
+            want = self._real_version_dir(name)
+            if not os.path.isdir(want):
                 fixed.append(f"missing:{ref}")
                 continue
-            if self.active_dir(ref) != self._real_version_dir(name):
-                self.activate(ref, want)
+            if self.active_path(ref) != want:
+                self.activate(ref, self.versions / name)
                 fixed.append(f"relinked:{ref}")
         return fixed
