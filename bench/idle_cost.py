@@ -132,12 +132,19 @@ def bytes_cell(run: dict[str, Any], key: str) -> str:
 def run(quick: bool) -> Result:
     sizes: tuple[int, ...] = SIZES or ((0, 20) if quick else (0, 1_000, 10_000))
     window = 5.0 if quick else 60.0
-    goals = {n: goal for n, goal in (QUICK_GOALS_MIB if quick else GOALS_MIB).items() if n in sizes}
     runs = []
     with scratch("idle") as root:
         for n in sizes:
             runs.append(measure(root / f"n{n}", n, window, quick=quick))
             shutil.rmtree(root / f"n{n}", ignore_errors=True)  # 10,000 packs: 3 copies, 2 GB
+    return report(runs, window, quick=quick)
+
+
+def report(runs: list[dict[str, Any]], window: float, *, quick: bool) -> Result:
+    """The measured sizes as tables, targets and metrics (apart from `run`, so a result can
+    be rendered again from its JSON's `raw`)."""
+    sizes = tuple(r["n"] for r in runs)
+    goals = {n: goal for n, goal in (QUICK_GOALS_MIB if quick else GOALS_MIB).items() if n in sizes}
     per_pack(runs, "rss_mib")
     per_pack(runs, "rss_restarted_mib")
     memory = [
@@ -172,12 +179,13 @@ def run(quick: bool) -> Result:
         target(f"idle RSS, {n:,} packs (MiB)", by_n[n]["rss_mib"], goal)
         for n, goal in goals.items()
     ]
-    largest = runs[-1]
+    # issue 8's CPU goals are at 1,000 packs (--quick: its largest size)
+    cpu_at = by_n.get(1_000, runs[-1])
     targets += [
-        target(f"idle CPU, {largest['n']:,} packs (% of one core)", largest["cpu_pct"], 0.5),
+        target(f"idle CPU, {cpu_at['n']:,} packs (% of one core)", cpu_at["cpu_pct"], 0.5),
         target(
-            f"idle CPU incl. the periodic resync, {largest['n']:,} packs (%)",
-            largest["cpu_pct_with_resync"],
+            f"idle CPU incl. the periodic resync, {cpu_at['n']:,} packs (%)",
+            cpu_at["cpu_pct_with_resync"],
             0.5,
         ),
     ]
