@@ -139,9 +139,17 @@ def digest(
         if known is not None:
             hasher.update(known)
             continue
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
+        # no buffered file object (2x); a FIFO swapped in reads as empty, never blocks
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            ask = min(item.size + 1, _CHUNK)  # a short read is the end, as in copy_files
+            while chunk := os.read(fd, ask):
                 hasher.update(chunk)
+                if len(chunk) < ask:
+                    break
+                ask = _CHUNK
+        finally:
+            os.close(fd)
     return hasher.hexdigest()
 
 

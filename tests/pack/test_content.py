@@ -4,6 +4,7 @@ database row is named by, copies that verify themselves, and digests over valida
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import threading
 from pathlib import Path
@@ -207,4 +208,13 @@ def test_a_copy_of_any_size_is_whole(tmp_path: Path, size: int) -> None:
     (source / "blob.bin").write_bytes(bytes(range(256)) * (size // 256) + b"x" * (size % 256))
     written = copy_files(source, list_files(source), tmp_path / "copy")
     assert (tmp_path / "copy/blob.bin").read_bytes() == (source / "blob.bin").read_bytes()
-    assert written == digest(source) == digest(tmp_path / "copy")
+    assert written == digest(source) == digest(tmp_path / "copy") == reference_digest(source)
+
+
+def reference_digest(root: Path) -> str:
+    """The digest's definition, spelled out: path, executable bit, size, content."""
+    hasher = hashlib.sha256()
+    for item in list_files(root):
+        hasher.update(f"{item.relpath}\0{int(item.executable)}\0{item.size}\0".encode())
+        hasher.update((root / item.relpath).read_bytes())
+    return hasher.hexdigest()
