@@ -7,9 +7,10 @@ pass is not attempted: the next plan decides about it with the new facts.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
@@ -128,14 +129,8 @@ class Applier:
                     )
                 else:
                     runnable.append(action)
-            with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-                pending = {pool.submit(self._install, action) for action in runnable}
-                while pending:
-                    done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                    self.heartbeat()
-                    for future in done:
-                        result = future.result()
-                        results[result.ref] = self._report(result)
+            for result in self._run_wave(runnable):
+                results[result.ref] = self._report(result)
         for action in removals:
             if self.cancel.is_set():
                 results[action.ref] = self._report(
@@ -144,6 +139,24 @@ class Applier:
                 continue
             results[action.ref] = self._report(self._remove(action))
         return list(results.values())
+
+    def _run_wave(self, runnable: list[Action]) -> Iterator[StepResult]:
+        """Install a wave's actions, a few at a time: `wait` arms a waiter on every future
+        it is given, so handing it all 10,000 of a first sync at once made each completion
+        cost a pass over the rest (quadratic); twice the worker count keeps the pool busy."""
+        queued = iter(runnable)
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            pending = {
+                pool.submit(self._install, action)
+                for action in itertools.islice(queued, 2 * self.concurrency)
+            }
+            while pending:
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                self.heartbeat()
+                for action in itertools.islice(queued, len(done)):
+                    pending.add(pool.submit(self._install, action))
+                for future in done:
+                    yield future.result()
 
     def _report(self, result: StepResult) -> StepResult:
         self.on_result(result)
