@@ -89,6 +89,29 @@ def derive_packs(
     return packs
 
 
+def landed(previous: PackStatus | None, result: StepResult, now: datetime) -> PackStatus | None:
+    """A pack's status the moment its step succeeded, before the pass ends (the status file
+    shows registrations as they land); None for a step that did not succeed, which the pass's
+    summary judges with the memory of failures. The summary replaces it with the database's
+    facts (the stored activation time, the test run as recorded)."""
+    candidate = result.action.candidate
+    if result.outcome is not StepOutcome.DONE:
+        return None
+    if result.action.kind is ActionKind.REMOVE:
+        source = previous.source if previous is not None else None
+        return PackStatus(state="removed", source=source, reason=result.action.reason)
+    if candidate is None:
+        return None
+    return PackStatus(
+        state="active",
+        version=candidate.version,
+        digest=candidate.digest,
+        source=candidate.source,
+        active_since=now,
+        reason=result.action.reason,
+    )
+
+
 def _apply_result(status: PackStatus, result: StepResult, memory: Memory, now: datetime) -> None:
     if result.outcome is StepOutcome.DONE:
         if result.action.kind is ActionKind.REMOVE:

@@ -335,3 +335,31 @@ def test_a_trigger_of_a_folder_reads_the_whole_folder(daemon: DaemonProcess) -> 
     scanned = daemon.events("source.scanned")[scans]
     seen = sum(scanned.get(k, 0) for k in ("cache_hits", "snapshots_reused", "snapshots_made"))
     assert seen == 2, f"both packs read (or found unchanged by stat), not 0: {scanned}"
+
+
+def test_the_status_shows_a_registration_before_the_pass_ends(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """Status writes during a pass are spaced out, but none is lost: a pack registered while
+    another pack's tests still run shows `active` before that pass ends."""
+    daemon = daemon_factory()
+    daemon.config["testing"]["sandbox"] = "none"  # the slow test waits on a host file
+    release = daemon.root / "release"
+    slow = (
+        f"#!/bin/sh\ni=0\nwhile [ ! -e {release} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); "
+        "done\n" + PASSING_TEST[10:]
+    )
+    build_pack(EXAMPLES / "failing", daemon.folder / ".failing", test_script=slow)
+    build_pack(EXAMPLES / "hello", daemon.folder / ".hello")
+    for name in ("failing", "hello"):  # both in the first pass
+        (daemon.folder / f".{name}").rename(daemon.folder / name)
+    daemon.start(first_pass=False)
+    status = daemon.wait_for(
+        lambda s: s.get("packs", {}).get("hello", {}).get("state") == "active",
+        what="hello active while failing's tests run",
+    )
+    assert status["daemon"]["phase"] == "reconciling", status
+    assert status["packs"].get("failing", {}).get("state") != "active", status
+    assert status["last_reconcile"] is None, status  # the first pass has not ended
+    release.touch()
+    daemon.wait_pack("failing", "active")
