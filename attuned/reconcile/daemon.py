@@ -310,6 +310,13 @@ class Daemon:
                 return
             if self.dispatcher is not None and self.dispatcher.counts_stale():
                 self._write_status()  # deliveries moved: the status shows their counts
+            lost = self._watcher.lost() if self._watcher is not None else set()
+            for name in lost:  # before any pass: an empty folder made again prunes nothing
+                self.sources.folder_lost(name)
+            moved = self.sources.moved_folders()
+            if moved or lost:  # read each whole now: gone is unreadable, back is read
+                self._watch_all()
+                self.requests.ask(changes={(name, POLL) for name in {*moved, *lost}})
             full, changed, reload = self.requests.take()
             if self._overflow.is_set():
                 self._recover_watches()

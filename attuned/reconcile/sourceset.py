@@ -99,6 +99,17 @@ class SourceSet:
             if isinstance(source, DirectorySource)
         ]
 
+    def moved_folders(self) -> list[str]:
+        """Watched folders that are no longer (or again) the folder their last scan read:
+        deleted, moved away, replaced, made unreadable, or back. inotify says nothing
+        about the watched folder itself, so the daemon asks this every tick."""
+        return [f.source for f in self.folders() if f.source_obj.root_moved()]
+
+    def folder_lost(self, name: str) -> None:
+        source = self.sources.get(name)
+        if isinstance(source, DirectorySource):
+            source.folder_lost()
+
     def git_configs(self) -> list[GitSourceConfig]:
         return [c for c in self.configs.values() if isinstance(c, GitSourceConfig)]
 

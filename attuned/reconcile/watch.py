@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import queue
+import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +35,9 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver, ObservedWatch
+from watchdog.observers.api import BaseObserver, EventDispatcher, ObservedWatch
 
+from attuned.reconcile.sources.directory import FOLDER_ITSELF
 from attuned.report.log import Event, get_logger
 
 # watchdog warns when a directory moved within a recursive watch is re-added; harmless noise
@@ -44,12 +48,27 @@ EntryOf = Callable[[Path], str | None]
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, source: str, entry_of: EntryOf, changed: Callable[[str, str], None]) -> None:
+    def __init__(
+        self,
+        source: str,
+        folder: Path,
+        entry_of: EntryOf,
+        changed: Callable[[str, str], None],
+        lost: Callable[[str], None],
+    ) -> None:
         self.source = source
+        self.folder = os.path.abspath(folder)
         self.entry_of = entry_of
         self.changed = changed
+        self.lost = lost
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("deleted", "moved") and self._is_folder(event.src_path):
+            # the folder itself was deleted or moved away: its watch is dead (watchdog stops
+            # it), and a folder made again at the path may even reuse its inode number
+            self.lost(self.source)
+            self.changed(self.source, FOLDER_ITSELF)
+            return
         for raw in (event.src_path, getattr(event, "dest_path", "")):
             if not raw:
                 continue
@@ -57,6 +76,9 @@ class _Handler(FileSystemEventHandler):
             entry = self.entry_of(path)
             if entry is not None:
                 self.changed(self.source, entry)
+
+    def _is_folder(self, raw: bytes | str) -> bool:
+        return os.path.abspath(raw.decode() if isinstance(raw, bytes) else raw) == self.folder
 
 
 # What changes a pack. The filter also sets the inotify mask: without it the kernel queues
@@ -104,7 +126,9 @@ class FolderWatcher:
     ) -> None:
         self.changed = changed
         self._observer: BaseObserver = Observer()
-        self._watches: dict[str, tuple[Path, ObservedWatch, EntryOf]] = {}
+        # source -> (folder, watch, entry_of, (device, inode) of the folder watched)
+        self._watches: dict[str, tuple[Path, ObservedWatch, EntryOf, tuple[int, int] | None]] = {}
+        self._lost: set[str] = set()  # sources whose folder itself was deleted or moved
         self._signal = _OverflowSignal(overflowed) if overflowed is not None else None
         if self._signal is not None:
             for name in _OVERFLOW_LOGGERS:
@@ -114,9 +138,12 @@ class FolderWatcher:
     def watch(self, source: str, folder: Path, entry_of: EntryOf) -> bool:
         """Watch `folder` for `source`; False (and logged) when it cannot be watched now."""
         current = self._watches.get(source)
-        if current is not None and current[0] == folder and folder.is_dir():
-            return True
+        identity = _identity(folder)
+        same = current is not None and current[0] == folder and current[3] == identity
+        if same and identity is not None and source not in self._lost:
+            return True  # the same folder: a folder made again at the path needs a new watch
         self.unwatch(source)
+        self._lost.discard(source)
         try:
             handle = self._schedule(source, folder, entry_of)
         except OSError as exc:
@@ -127,11 +154,11 @@ class FolderWatcher:
                 error=exc.strerror or str(exc),
             )
             return False
-        self._watches[source] = (folder, handle, entry_of)
+        self._watches[source] = (folder, handle, entry_of, identity)
         return True
 
     def _schedule(self, source: str, folder: Path, entry_of: EntryOf) -> ObservedWatch:
-        handler = _Handler(source, entry_of, self.changed)
+        handler = _Handler(source, folder, entry_of, self.changed, self._lost.add)
         return self._observer.schedule(handler, str(folder), recursive=True, event_filter=_CHANGES)
 
     def restart(self) -> list[str]:
@@ -139,11 +166,11 @@ class FolderWatcher:
         overflow; returns the sources watched again. The old observer is stopped first, so
         its late overflow records are not mistaken for a new overflow."""
         old, self._observer = self._observer, Observer()
-        old.stop()
+        _stop(old)
         old.join(timeout=10)
         self._observer.start()
         watches, self._watches = self._watches, {}
-        for source, (folder, _, entry_of) in watches.items():
+        for source, (folder, _, entry_of, _identity) in watches.items():
             self.watch(source, folder, entry_of)
         return sorted(self._watches)
 
@@ -153,6 +180,11 @@ class FolderWatcher:
             with contextlib.suppress(KeyError, OSError):  # already gone with its folder
                 self._observer.unschedule(found[1])
 
+    def lost(self) -> set[str]:
+        """Sources whose watched folder itself was deleted or moved away since it was
+        watched: `watch()` them again (the folder may be back already)."""
+        return set(self._lost)
+
     def watched(self) -> set[str]:
         return set(self._watches)
 
@@ -160,5 +192,29 @@ class FolderWatcher:
         if self._signal is not None:
             for name in _OVERFLOW_LOGGERS:
                 logging.getLogger(name).removeHandler(self._signal)
-        self._observer.stop()
+        _stop(self._observer)
         self._observer.join(timeout=5)
+
+
+def _stop(observer: BaseObserver) -> None:
+    """Stop an observer whatever became of its folders: a shutdown must never fail on the
+    watcher's bookkeeping (a KeyError from watchdog's inotify tree was seen on SIGTERM right
+    after packs were pruned). `stop()` marks the thread stopped before it removes the
+    watches, so after a failure there it is enough to stop each emitter and wake the
+    dispatcher."""
+    try:
+        observer.stop()
+    except Exception:  # whatever it was, the observer must still end
+        for emitter in list(observer.emitters):
+            with contextlib.suppress(Exception):
+                emitter.stop()
+        with contextlib.suppress(queue.Full):
+            observer.event_queue.put_nowait(EventDispatcher.stop_event)
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        info = folder.stat()
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None

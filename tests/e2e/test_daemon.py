@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from attuned.pack.loader import load_pack
 from tests.conftest import EXAMPLES, PASSING_TEST
@@ -159,6 +160,51 @@ def test_removed_pack_is_pruned_but_not_when_its_source_vanishes(
     assert status["packs"]["hello"]["state"] == "kept"
     assert served_version(daemon, "hello") == "1.0.0"
     assert [p["ref"] for p in json.loads(daemon.cli("packs", "--json").stdout)] == ["hello"]
+
+
+def test_deleting_or_moving_the_watched_folder_prunes_nothing_and_shows_at_once(
+    daemon_factory: Callable[..., DaemonProcess],
+) -> None:
+    """`rm -rf packs.d` used to prune every pack: the pass for inotify's events read the
+    entries it named, found them gone, and never looked at the folder itself."""
+    daemon = daemon_factory().start()
+    daemon.drop("hello")
+    daemon.drop("failing", test_script=PASSING_TEST)
+    daemon.wait_pack("hello", "active")
+    daemon.wait_pack("failing", "active")
+
+    def unreadable(status: dict[str, Any]) -> bool:
+        return status["sources"][0]["readable"] is False
+
+    def readable(status: dict[str, Any]) -> bool:
+        return status["sources"][0]["readable"] is True
+
+    # moved away: unreadable at once (not at the next resync), and back: read again
+    daemon.folder.rename(daemon.root / "elsewhere")
+    status = daemon.wait_for(unreadable, timeout=10, what="the moved folder unreadable")
+    assert "does not exist" in status["sources"][0]["error"]
+    (daemon.root / "elsewhere").rename(daemon.folder)
+    daemon.wait_for(readable, timeout=10, what="the folder back")
+
+    # deleted, then made again empty (its inode number may well be reused)
+    shutil.rmtree(daemon.folder)
+    daemon.wait_for(unreadable, timeout=10, what="the deleted folder unreadable")
+    daemon.folder.mkdir()
+    time.sleep(3)  # a tick, a pass for the watcher's events: time to prune, if it would
+    status = daemon.wait_for(unreadable, timeout=10, what="the empty folder still refused")
+    assert "is not the folder that held the packs" in status["sources"][0]["error"]
+    assert {ref: p["state"] for ref, p in status["packs"].items()} == {
+        "hello": "kept",
+        "failing": "kept",
+    }
+    assert daemon.events("pack.removed") == []
+    assert served_version(daemon, "hello") == "1.0.0"
+
+    # a pack dropped in the new folder is the operator's decision: the folder is the source
+    daemon.drop("hello")
+    daemon.wait_pack("failing", "removed")
+    assert daemon.pack("hello")["state"] == "active"  # type: ignore[index]
+    assert [e["pack"] for e in daemon.events("pack.removed")] == ["failing"]
 
 
 def test_sighup_adds_a_source_and_sigterm_stops_cleanly(daemon: DaemonProcess) -> None:

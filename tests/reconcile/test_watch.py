@@ -150,3 +150,47 @@ def test_reading_a_watched_tree_is_silent_and_watching_a_large_one_does_not_over
         assert not overflowed.is_set()
     finally:
         watcher.stop()
+
+
+def test_stopping_right_after_folders_vanished_never_fails(tmp_path: Path) -> None:
+    """SIGTERM right after packs were pruned once ended in a KeyError from watchdog's
+    inotify bookkeeping; a shutdown must not fail on it. A loop, not one try."""
+    for attempt in range(25):
+        root = tmp_path / f"packs{attempt}"
+        for i in range(4):
+            (root / f"pack{i}" / "actions").mkdir(parents=True)
+        changed: list[str] = []
+        watcher = FolderWatcher(lambda _s, entry: changed.append(entry))
+        assert watcher.watch("local", root, _entry(root))
+        for i in range(3):
+            subprocess.run(["rm", "-rf", str(root / f"pack{i}")], check=True)
+        if attempt % 2:
+            subprocess.run(["rm", "-rf", str(root)], check=True)  # the folder itself too
+        watcher.stop()
+        assert not watcher._observer.is_alive()
+
+
+def test_a_deleted_watched_folder_is_reported_lost_and_watched_again(tmp_path: Path) -> None:
+    root = tmp_path / "packs.d"
+    root.mkdir()
+    changed: list[tuple[str, str]] = []
+    watcher = FolderWatcher(lambda source, entry: changed.append((source, entry)))
+    try:
+        assert watcher.watch("local", root, _entry(root))
+        os.rmdir(root)
+        deadline = time.monotonic() + 10
+        while not watcher.lost() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert watcher.lost() == {"local"}
+        assert ("local", ".") in changed
+        root.mkdir()  # the same path, maybe the same inode number: watched again all the same
+        assert watcher.watch("local", root, _entry(root))
+        assert watcher.lost() == set()
+        changed.clear()
+        (root / "hello").mkdir()
+        deadline = time.monotonic() + 10
+        while ("local", "hello") not in changed and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert ("local", "hello") in changed
+    finally:
+        watcher.stop()

@@ -25,6 +25,8 @@ from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.entries import candidate_of, problems_of, rebased, ref_hint
 
 IGNORED_SUFFIXES = (".tmp", ".part")
+# the entry the watcher names when the watched folder itself was deleted or moved away
+FOLDER_ITSELF = "."
 STALE_SCRATCH_SECONDS = 3600  # younger extractions may belong to a scan still running
 # what reading one entry can fail with, short of a bug
 _ENTRY_ERRORS = (ValidationFailed, SnapshotChanged, OSError, UnicodeError)
@@ -75,7 +77,11 @@ class DirectorySource:
         self._archives: dict[str, _ArchiveSeen] = {}
         self._refs: dict[str, str] = {}  # entry -> ref it last had: a hint when it breaks
         self._dirs: set[str] = set()
-        self._device: int | None = None  # of the folder, when it last had entries
+        self._held: tuple[int, int] | None = None  # (device, inode) when it last had entries
+        self._replaced = False  # deleted or moved away since it last had entries
+        # (device, inode) of the folder as the last readable scan found it: a partial pass
+        # reads only what inotify named, which says nothing about the folder itself
+        self._root: tuple[int, int] | None = None
         self._scratch_swept = False
         self._bases = {Path(os.path.abspath(path)), Path(os.path.realpath(path))}
         # entry -> what the last scan found there (None: not a pack); only a readable full
@@ -87,8 +93,12 @@ class DirectorySource:
         changed) and the rest as the last full scan found them; never raises for bad input
         (it becomes InvalidCandidate)."""
         with self._lock:
-            if only is not None and self._found is not None:
+            if only is not None and FOLDER_ITSELF in only:
+                self._replaced = True  # as folder_lost(): the watcher's event, queued
+            elif only is not None and self._found is not None and not self._root_moved():
                 return self._rescan(only)
+            # a full pass, or the folder itself is gone, replaced or unreadable since the
+            # last scan: read it whole (a missing folder is an error that prunes nothing)
             try:
                 names = self._list()
             except Unreadable as exc:
@@ -96,6 +106,22 @@ class DirectorySource:
                 state = SourceState(self.name, readable=False, prune=self.prune, error=str(exc))
                 return ScanResult(state=state)
             return self._scan(names)
+
+    def folder_lost(self) -> None:
+        """The watcher saw the folder itself deleted or moved away: a folder found at the
+        path from now on is another one, even with the same inode number."""
+        with self._lock:
+            self._replaced = True
+
+    def root_moved(self) -> bool:
+        """Whether the folder is no longer the one the last scan read (deleted, moved away,
+        replaced, unreadable) or is back after being so: cheap (one stat), so the daemon asks
+        it every tick and reads the folder at once, instead of at the next full pass."""
+        with self._lock:
+            return self._root_moved()
+
+    def _root_moved(self) -> bool:
+        return _identity(self.path) != self._root
 
     def entry_for(self, changed: Path) -> str | None:
         """The entry a filesystem event belongs to (the key to debounce on), or None if ignored."""
@@ -110,6 +136,7 @@ class DirectorySource:
         return None
 
     def _list(self) -> list[str]:
+        self._root = None  # until the folder is read: an error below leaves it unknown
         try:
             info = os.stat(self.path)
         except FileNotFoundError:
@@ -122,13 +149,21 @@ class DirectorySource:
             names = sorted(n for n in os.listdir(self.path) if not ignored(n))
         except OSError as exc:
             raise Unreadable(f"cannot list {self.path}: {exc.strerror or exc}") from None
-        if not names and self._device not in (None, info.st_dev):
+        identity = (info.st_dev, info.st_ino)
+        self._root = identity  # read: a change of it from now on is news
+        if not names and self._held is not None and self._held[0] != info.st_dev:
             raise Unreadable(
                 f"{self.path} is empty and on another device than when it held packs: "
                 "is a mount missing?"
             )
+        if not names and self._held is not None and (self._replaced or self._held != identity):
+            raise Unreadable(
+                f"{self.path} is empty and is not the folder that held the packs (deleted "
+                "and made again?): nothing is pruned until a pack is dropped in it or "
+                "attuned restarts"
+            )
         if names:
-            self._device = info.st_dev
+            self._held, self._replaced = identity, False
         return names
 
     def _scan(self, names: list[str]) -> ScanResult:
@@ -272,6 +307,18 @@ class DirectorySource:
             del self._archives[entry]
         for entry in set(self._refs) - names:
             del self._refs[entry]
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of a listable folder; None when it is missing, not a folder or not
+    listable (execute permission: what the scan needs)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or not os.access(path, os.R_OK | os.X_OK):
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _still_there(result: Result) -> bool:

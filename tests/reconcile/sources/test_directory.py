@@ -17,7 +17,7 @@ from attuned.reconcile.archive import ArchiveLimits
 from attuned.reconcile.model import Candidate, Requirement
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
-from attuned.reconcile.sources.directory import DirectorySource
+from attuned.reconcile.sources.directory import FOLDER_ITSELF, DirectorySource
 from tests.conftest import PackFactory, write
 
 
@@ -108,6 +108,67 @@ def test_a_folder_that_empties_onto_another_device_is_unreadable(
         assert emptied.state.readable and emptied.candidates == ()
     finally:
         empty_mount_point.rmdir()
+
+
+def test_a_partial_scan_after_the_folder_was_deleted_prunes_nothing(
+    source: DirectorySource, folder: Path, make_pack: PackFactory
+) -> None:
+    """`rm -rf packs.d`: inotify names every pack as deleted; the pass for those events must
+    find the folder gone, not the packs (it pruned them all before)."""
+    make_pack("hello", parent=folder)
+    make_pack("core", parent=folder)
+    assert source.scan().state.readable
+    assert not source.root_moved()
+    shutil.rmtree(folder)
+    assert source.root_moved()
+    partial = source.scan(only={"hello", "core"})
+    assert not partial.state.readable
+    assert partial.state.error == f"{folder} does not exist"
+    assert not source.root_moved()  # known to be gone: no news until it is back
+
+
+def test_a_folder_moved_away_is_unreadable_and_read_again_when_back(
+    source: DirectorySource, folder: Path, make_pack: PackFactory, tmp_path: Path
+) -> None:
+    make_pack("hello", parent=folder)
+    assert [c.ref for c in source.scan().candidates] == ["hello"]
+    folder.rename(tmp_path / "elsewhere")
+    assert source.root_moved()
+    assert not source.scan(only={"hello"}).state.readable
+    (tmp_path / "elsewhere").rename(folder)
+    assert source.root_moved()  # back: the daemon reads it at once
+    back = source.scan(only=set())
+    assert back.state.readable and [c.ref for c in back.candidates] == ["hello"]
+
+
+def test_an_empty_folder_made_again_in_place_of_the_one_with_packs_is_unreadable(
+    source: DirectorySource, folder: Path, make_pack: PackFactory
+) -> None:
+    """Deleted and created again (a deploy script's `rm -rf && mkdir`): empty is not a
+    decision to prune everything; a pack dropped in it, or a restart, is."""
+    make_pack("hello", parent=folder)
+    assert source.scan().state.readable
+    shutil.rmtree(folder)
+    folder.mkdir()  # often with the same inode number: only the watcher's event tells
+    result = source.scan(only={FOLDER_ITSELF, "hello"})
+    assert not result.state.readable
+    assert "is not the folder that held the packs" in (result.state.error or "")
+    assert not source.root_moved()  # said once, not read again every tick
+    assert not source.scan(only={"x"}).state.readable
+    make_pack("core", parent=folder)
+    dropped = source.scan(only={"core"})
+    assert dropped.state.readable and [c.ref for c in dropped.candidates] == ["core"]
+
+
+def test_a_folder_emptied_in_place_is_readable_and_empty(
+    source: DirectorySource, folder: Path, make_pack: PackFactory
+) -> None:
+    make_pack("hello", parent=folder)
+    assert source.scan().candidates
+    shutil.rmtree(folder / "hello")
+    assert not source.root_moved()
+    emptied = source.scan(only={"hello"})
+    assert emptied.state.readable and emptied.candidates == ()
 
 
 def test_prune_is_passed_through(folder: Path, store: SnapshotStore, tmp_path: Path) -> None:
