@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import queue
-import stat
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -37,7 +36,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, EventDispatcher, ObservedWatch
 
-from attuned.reconcile.sources.directory import FOLDER_ITSELF
+from attuned.reconcile.sources.directory import FOLDER_ITSELF, folder_identity
 from attuned.report.log import Event, get_logger
 
 # watchdog warns when a directory moved within a recursive watch is re-added; harmless noise
@@ -138,7 +137,7 @@ class FolderWatcher:
     def watch(self, source: str, folder: Path, entry_of: EntryOf) -> bool:
         """Watch `folder` for `source`; False (and logged) when it cannot be watched now."""
         current = self._watches.get(source)
-        identity = _identity(folder)
+        identity = folder_identity(folder)
         same = current is not None and current[0] == folder and current[3] == identity
         if same and identity is not None and source not in self._lost:
             return True  # the same folder: a folder made again at the path needs a new watch
@@ -210,11 +209,3 @@ def _stop(observer: BaseObserver) -> None:
                 emitter.stop()
         with contextlib.suppress(queue.Full):
             observer.event_queue.put_nowait(EventDispatcher.stop_event)
-
-
-def _identity(folder: Path) -> tuple[int, int] | None:
-    try:
-        info = folder.stat()
-    except OSError:
-        return None
-    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None

@@ -121,7 +121,7 @@ class DirectorySource:
             return self._root_moved()
 
     def _root_moved(self) -> bool:
-        return _identity(self.path) != self._root
+        return folder_identity(self.path) != self._root
 
     def entry_for(self, changed: Path) -> str | None:
         """The entry a filesystem event belongs to (the key to debounce on), or None if ignored."""
@@ -309,7 +309,7 @@ class DirectorySource:
             del self._refs[entry]
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def folder_identity(path: Path) -> tuple[int, int] | None:
     """(device, inode) of a listable folder; None when it is missing, not a folder or not
     listable (execute permission: what the scan needs)."""
     try:
