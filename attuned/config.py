@@ -77,6 +77,12 @@ class ReconcileConfig(_Section):
     retry_initial: float = Field(default=5, gt=0, description="first transient retry, seconds")
     retry_max: float = Field(default=300, gt=0, description="cap of the retry backoff, seconds")
 
+    stop_timeout: float = Field(
+        default=8,
+        gt=0,
+        description="seconds a stop may wait (a locked or unreachable database) before the "
+        "daemon exits anyway, as a crash would: within systemd's TimeoutStopSec",
+    )
 
 class DirectorySourceConfig(_Section):
     name: str

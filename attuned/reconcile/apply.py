@@ -224,18 +224,34 @@ class Applier:
         )
 
 
+def action_fields(action: Action) -> dict[str, Any]:
+    """The pack an action is about, as every event of it names it: the candidate's, or for a
+    removal (no candidate) what is served now, so a pruned pack keeps its source and digest."""
+    candidate = action.candidate
+    if candidate is None:
+        version, digest, source = (
+            action.current_version,
+            action.current_digest,
+            action.current_source,
+        )
+    else:
+        version, digest, source = candidate.version, candidate.digest, candidate.source
+    return {
+        "pack": action.ref,
+        "version": version,
+        "digest": digest,
+        "source": source,
+        "revision": candidate.source_revision if candidate else None,
+        "action": action.kind.value,
+    }
+
+
 def failure_fields(
     action: Action, failure: FailureKind | None, error: str | None
 ) -> dict[str, Any]:
     """What `pack.failed` says, in the log and in the outbox."""
-    candidate = action.candidate
     return {
-        "pack": action.ref,
-        "version": candidate.version if candidate else action.current_version,
-        "digest": candidate.digest if candidate else None,
-        "source": candidate.source if candidate else None,
-        "revision": candidate.source_revision if candidate else None,
-        "action": action.kind.value,
+        **action_fields(action),
         "failure": failure.value if failure else None,
         "error": error,
     }

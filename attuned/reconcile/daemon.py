@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Hashable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -33,6 +33,7 @@ from attuned.reconcile.apply import (
     SourcePolicy,
     StepOutcome,
     StepResult,
+    action_fields,
     failure_fields,
 )
 from attuned.reconcile.debounce import Debouncer
@@ -54,9 +55,11 @@ from attuned.report.status import (
     PackStatus,
     Phase,
     ReconcileSummary,
+    ReloadFailure,
     SinkStatus,
     Status,
     now,
+    read_status,
     write_status,
 )
 from attuned.store import outbox, repository
@@ -111,6 +114,11 @@ class Requests:
             self.stop |= stop
             self.changed.update(changes)
         self.wake.set()
+
+    def take_reload(self) -> bool:
+        with self.lock:
+            reload, self.reload = self.reload, False
+        return reload
 
     def take(self) -> tuple[bool, set[tuple[str, str]], bool]:
         with self.lock:
@@ -192,6 +200,11 @@ class Daemon:
         self._scheduler: Any = None
         self._retry_timer: threading.Timer | None = None
         self._db_failures = 0
+        self._backoff_until = 0.0  # monotonic: no database contact before this (degraded)
+        self.next_retry_at: datetime | None = None  # the same, as the status file shows it
+        self._told_transient: str | None = None  # the transient error last logged as degraded
+        self.reload_failed: ReloadFailure | None = None
+        self._stop_timer: threading.Timer | None = None
         self.cluster: ClusterRole | None = None
         self.clustered = not config.database_url.startswith("sqlite")
         self.role: Literal["leader", "follower"] = "follower" if self.clustered else "leader"
@@ -224,6 +237,8 @@ class Daemon:
             self._start_scheduler()
             self.delivering = True  # the dispatcher runs beside the loop from the first pass
             self._log_started()
+            self._show_last_known_packs()
+            self._write_status()  # before any database contact: a dead database shows at once
             self.requests.ask(full=True)  # the first pass now, not after the loop's first tick
             self._loop()
             return 0
@@ -292,6 +307,16 @@ class Daemon:
             + f"drop packs into {', '.join(folders) or '(no sources)'}",
         )
 
+    def _show_last_known_packs(self) -> None:
+        """Start from the packs the previous daemon's status file listed (the store still
+        serves them) rather than an empty table until the first pass ends; the pass replaces
+        every entry from the database's facts."""
+        try:
+            previous = read_status(self.config.status_path)
+        except Exception:  # none yet, or unreadable: the first pass fills the table
+            return
+        self.packs = dict(previous.packs)
+
     def _beat(self) -> None:
         """The loop is alive (the watchdog pinger pings systemd only while beats come)."""
         if self.pinger is not None:
@@ -301,6 +326,10 @@ class Daemon:
         while True:
             self._beat()
             self._tell_systemd()
+            if self._backing_off():
+                if self.requests.stop:
+                    return
+                continue
             if self._following():
                 if self.requests.stop:
                     return
@@ -342,6 +371,22 @@ class Daemon:
                     self._tell_systemd()  # READY first: the release is upkeep
                     heap.release(self.registry)
 
+    def _backing_off(self) -> bool:
+        """Degraded: wait out the backoff without touching the database; what is asked
+        meanwhile (events, resyncs) stays recorded for the pass when it ends. A reload is
+        applied at once: it needs no database."""
+        remaining = self._backoff_until - time.monotonic()
+        if remaining <= 0:
+            return False
+        self.requests.wake.wait(timeout=min(self._tick, remaining))
+        self.requests.wake.clear()  # a busy loop otherwise: the requests themselves are kept
+        if self.requests.take_reload():
+            self.notifier.reloading()
+            self._reload()
+            self.notifier.ready()
+            self._write_status()
+        return True
+
     def _following(self) -> bool:
         """In a cluster: take the lead when it is free; while following, wait for the leader's
         announcements and sync the local store (no planning, no tests, no writes)."""
@@ -366,11 +411,10 @@ class Daemon:
                 self._synced_once = True
                 self._follower_status()
                 self.phase, self.error = "idle", None
+                self._recovered()
                 self._write_status()
         except Exception as exc:  # the database is unreachable: followers degrade and retry
-            self._degraded(exc)
-            self._write_status()  # the reason must show while it lasts, not only at the end
-            self.requests.wake.wait(timeout=self._tick)
+            self._degraded(exc)  # writes the status: the reason shows while it lasts
         _full, _changed, reload = self.requests.take()  # followers do not reconcile
         if reload:
             self.notifier.reloading()
@@ -462,11 +506,40 @@ class Daemon:
         def stop(signum: int, _frame: FrameType | None) -> None:
             self.cancel.set()
             self.requests.ask(stop=True)
+            self._arm_stop_timer()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, lambda *_: self.requests.ask(reload=True))
         signal.signal(signal.SIGUSR1, lambda *_: self.requests.ask(full=True))
+
+    def _arm_stop_timer(self) -> None:
+        """A stop is bounded: a pass waiting on a locked or unreachable database is given
+        up after `reconcile.stop_timeout` seconds, and the process exits 0 as a crash would
+        at that instant (what was not committed is rolled back by the database; the store
+        never depends on an uncommitted transaction), before systemd's TimeoutStopSec kills
+        it mid-write."""
+        if self._stop_timer is not None:
+            return
+        self._stop_timer = threading.Timer(self.config.reconcile.stop_timeout, self._force_stop)
+        self._stop_timer.daemon = True
+        self._stop_timer.start()
+
+    def _force_stop(self) -> None:
+        log.warning(
+            Event.DAEMON_STOP_FORCED,
+            waited_s=self.config.reconcile.stop_timeout,
+            phase=self.phase,
+            action="exiting without waiting: the transaction in flight is rolled back",
+        )
+        self.phase, self.next_retry_at = "stopped", None
+        try:  # the main thread may be changing the pack table: a best effort
+            write_status(self.config.status_path, self._status())
+        except Exception as exc:
+            log.error(Event.STATUS_WRITE_FAILED, error=headline(exc))
+        self.notifier.stopping()
+        log.info(Event.DAEMON_STOPPED, uptime_s=round((now() - self.started_at).total_seconds(), 1))
+        os._exit(0)
 
     def _changed(self, source: str, entry: str) -> None:
         if self._debouncer is not None:
@@ -554,7 +627,9 @@ class Daemon:
             fresh = load_config(self.config.path) if self.config.path else default_config()
         except AttunedError as exc:
             log.error(Event.DAEMON_RELOAD_FAILED, error=str(exc))
+            self.reload_failed = ReloadFailure(error=str(exc), at=now())
             return
+        self.reload_failed = None
         fixed = ("state_dir", "packs_dir", "database", "status_file", "testing", "environments")
         needs_restart = [k for k in fixed if getattr(fresh, k) != getattr(self.config, k)]
         self.config = (
@@ -597,10 +672,10 @@ class Daemon:
         started, started_mono = now(), time.monotonic()
         self.phase = "reconciling"
         self._write_status()
-        log.info(Event.RECONCILE_STARTED, trigger=trigger)
         try:
+            registry = self._registry()  # the first contact migrates: db.migrated comes first
+            log.info(Event.RECONCILE_STARTED, trigger=trigger)
             self._stat_cache.load_once()
-            registry = self._registry()
             self.recorder.flush()  # events a database outage kept back
             scans = self.sources.scan_all(poll or set(), heartbeat=self._beat, changed=changed)
             faults.point("after_snapshot")
@@ -615,6 +690,7 @@ class Daemon:
             )
             plan = make_plan(desired, actual, self.memory, time.time())
             self._log_plan(plan)
+            self._show_planned(plan)
             results = self._apply(registry, plan)
             self._announce_failures(results)
             self.memory = remember(
@@ -638,15 +714,17 @@ class Daemon:
                 started,
                 started_mono,
                 trigger,
+                desired,
                 heads,
             )
-            self._db_failures = 0
+            self._recovered()
             transient = [r for r in results if r.failure_kind is FailureKind.TRANSIENT]
             # a pack that could not be written (database locked, disk full) is not its fault:
             # say so in the phase, and come back when its backoff ends, event or no event
             self.error = transient[0].error if transient else None
             self.phase = "degraded" if transient else "idle"
             self._retry_transient()
+            self._tell_transient(transient)
             self.counters.count_pass(ok=True)
         except Exception as exc:  # database down, disk full...: degrade, retry with backoff
             self._degraded(exc)
@@ -669,14 +747,7 @@ class Daemon:
         self.conflicts = []
         for action in plan.actions:
             candidate = action.candidate
-            fields = dict(
-                pack=action.ref,
-                version=candidate.version if candidate else action.current_version,
-                digest=candidate.digest if candidate else None,
-                source=candidate.source if candidate else None,
-                action=action.kind.value,
-                reason=action.reason,
-            )
+            fields = {**action_fields(action), "reason": action.reason}
             if action.changes_something:
                 log.info(Event.PACK_PLANNED, **fields)
             elif action.kind is ActionKind.BLOCKED:
@@ -695,6 +766,42 @@ class Daemon:
                     Event.PACK_CONFLICT,
                     **fields,
                 )
+
+    def _show_planned(self, plan: Plan) -> None:
+        """Every change the plan makes is listed `pending` before it is applied, so a pass
+        that waits (tests, a locked database) shows what it is working on."""
+        changes = [a for a in plan.changes() if a.candidate is not None]
+        for action in changes:
+            assert action.candidate is not None
+            shown = self.packs.get(action.ref)
+            self.packs[action.ref] = PackStatus(
+                state="pending",
+                version=shown.version if shown else None,
+                digest=shown.digest if shown else None,
+                source=action.candidate.source,
+                active_since=shown.active_since if shown else None,
+                desired_version=action.candidate.version,
+                last_test=shown.last_test if shown else None,
+                reason=f"{action.kind.value} in progress: {action.reason}",
+            )
+        if changes:
+            self._write_status()
+
+    def _tell_transient(self, transient: list[StepResult]) -> None:
+        """Packs that could not be written (a locked SQLite database, a full disk) make the
+        daemon degraded: logged once as `daemon.degraded` while the same error lasts."""
+        error = transient[0].error if transient else None
+        if error is not None and error != self._told_transient:
+            due = [f.retry_at for f in self.memory.failures.values() if f.retry_at]
+            log.error(
+                Event.DAEMON_DEGRADED,
+                error=error,
+                retry_in_s=round(max(min(due) - time.time(), 0), 1) if due else None,
+                attempt=max((self.memory.failures[r.ref].attempts for r in transient
+                             if r.ref in self.memory.failures), default=1),
+                packs=sorted(r.ref for r in transient),
+            )
+        self._told_transient = error
 
     def _apply(self, registry: Registry, plan: Plan) -> list[StepResult]:
         policies = {name: _policy(c) for name, c in self.sources.configs.items()}
@@ -746,12 +853,15 @@ class Daemon:
         started: datetime,
         started_mono: float,
         trigger: str,
+        desired: Desired,
         heads: list[repository.PackHead] | None = None,
     ) -> None:
         with registry.db.read() as session:
             served = facts.served_packs(session, heads)
             tests = facts.last_tests(session)
-        self.packs = derive_packs(self.packs, served, plan, results, self.memory, tests, now())
+        self.packs = derive_packs(
+            self.packs, served, plan, results, self.memory, tests, now(), desired.invalid
+        )
         counts: dict[str, int] = {}
         for result in results.values():
             key = (
@@ -787,6 +897,8 @@ class Daemon:
         self._retry_timer.start()
 
     def _degraded(self, exc: Exception) -> None:
+        """Not a pack's fault (database unreachable, disk full): no database contact until
+        the backoff ends, and the status file says so, with when it is tried again."""
         self.counters.count_pass(ok=False)
         self._db_failures += 1
         delay = min(
@@ -795,11 +907,20 @@ class Daemon:
         )
         self.phase = "degraded"
         self.error = headline(exc)
+        self._backoff_until = time.monotonic() + delay
+        self.next_retry_at = now() + timedelta(seconds=delay)
         log.error(
             Event.DAEMON_DEGRADED, error=self.error, retry_in_s=delay, attempt=self._db_failures
         )
         self._close_registry()
         self._retry_in(delay)
+        self._write_status()
+
+    def _recovered(self) -> None:
+        if self._db_failures:
+            log.info(Event.DAEMON_RECOVERED, attempts=self._db_failures)
+        self._db_failures = 0
+        self._backoff_until, self.next_retry_at = 0.0, None
 
     # -- events out ---------------------------------------------------------------------------
 
@@ -957,6 +1078,8 @@ class Daemon:
                 phase=self.phase,
                 config_file=str(self.config.path) if self.config.path else None,
                 error=self.error,
+                next_retry_at=self.next_retry_at,
+                config_reload_failed=self.reload_failed,
                 role=self.role,
                 node=self.config.cluster.node,
                 leader=self._leader_name(),

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+
 from sqlmodel import Session
 
 from attuned.reconcile.model import ActualPack, Failure, FailureKind, Requirement
 from attuned.reconcile.summary import ServedPack
-from attuned.report.status import LastTest
+from attuned.report.status import FAILED_CASES_SHOWN, LastTest
 from attuned.store import repository
-from attuned.store.models import aware
+from attuned.store.cases import cases_of_result
+from attuned.store.models import TestRun, aware
 
 
 def actual_packs(session: Session, suspended: set[str]) -> dict[str, ActualPack]:
@@ -54,9 +57,17 @@ def last_tests(session: Session) -> dict[str, LastTest]:
             at=aware(row.execution_time),
             version=row.pack_version,
             regressions=list(row.regressions or []),
+            reason=row.gate_reason,
+            failed_cases=_first_failing(row) if row.failed else [],
         )
         for ref, row in repository.latest_executions(session).items()
     }
+
+
+def _first_failing(run: TestRun) -> list[str]:
+    """The first failing cases of a run, from its stored result (no query per pack)."""
+    failing = (c for c in cases_of_result(run.result) if c.status not in ("passed", "skipped"))
+    return [f"{c.suite}::{c.name}" for c in itertools.islice(failing, FAILED_CASES_SHOWN)]
 
 
 def remembered_failures(session: Session) -> dict[str, Failure]:

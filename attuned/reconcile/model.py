@@ -123,6 +123,8 @@ class Action:
     reason: str = ""
     candidate: Candidate | None = None
     current_version: str | None = None
+    current_digest: str | None = None  # what is served now: a removal's event and status say it
+    current_source: str | None = None
 
     @property
     def changes_something(self) -> bool:

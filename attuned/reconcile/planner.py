@@ -129,10 +129,8 @@ def _decide(
     winners: Mapping[str, Candidate],
 ) -> Action:
     ref = candidate.ref
-    current_version = current.version if current else None
-
     def action(kind: ActionKind, reason: str = "") -> Action:
-        return Action(kind, ref, reason, candidate, current_version)
+        return Action(kind, ref, reason, candidate, *_served(current))
 
     if ref in memory.suspended or (current is not None and current.suspended):
         return action(ActionKind.SUSPENDED, "suspended by an operator")
@@ -194,6 +192,13 @@ def _unmet(
     return f"needs {wanted}, which no source provides"
 
 
+def _served(pack: ActualPack | None) -> tuple[str | None, str | None, str | None]:
+    """An action's `current_*` fields: the served version, digest and source."""
+    if pack is None:
+        return None, None, None
+    return pack.version, pack.digest, pack.source
+
+
 def _removals(
     desired: Desired,
     actual: Mapping[str, ActualPack],
@@ -210,12 +215,12 @@ def _removals(
         if reason is None:
             removable[ref] = pack
         elif pack.source is not None:  # by-hand packs are not the daemon's business
-            keep.append(Action(ActionKind.KEEP, ref, reason, current_version=pack.version))
+            keep.append(Action(ActionKind.KEEP, ref, reason, None, *_served(pack)))
     ordered, blocked = _removal_order(removable, actual, winners)
     return [
         *keep,
         *(
-            Action(ActionKind.BLOCKED, ref, why, current_version=actual[ref].version)
+            Action(ActionKind.BLOCKED, ref, why, None, *_served(actual[ref]))
             for ref, why in blocked
         ),
         *(
@@ -223,7 +228,8 @@ def _removals(
                 ActionKind.REMOVE,
                 ref,
                 f"no longer provided by source {actual[ref].source!r}",
-                current_version=actual[ref].version,
+                None,
+                *_served(actual[ref]),
             )
             for ref in ordered
         ),

@@ -6,12 +6,12 @@ is computed from what happened, so it cannot disagree with the database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from attuned.reconcile.apply import StepOutcome, StepResult
-from attuned.reconcile.model import ActionKind, FailureKind, Memory, Plan
+from attuned.reconcile.model import ActionKind, FailureKind, InvalidCandidate, Memory, Plan
 from attuned.report.status import LastTest, PackState, PackStatus
 
 
@@ -46,6 +46,7 @@ def derive_packs(
     memory: Memory,
     last_tests: Mapping[str, LastTest],
     now: datetime,
+    invalid: Sequence[InvalidCandidate] = (),
 ) -> dict[str, PackStatus]:
     actions = plan.by_ref()
     refs = sorted(
@@ -69,6 +70,7 @@ def derive_packs(
             status.state = _STATE_OF_ACTION[action.kind]
             status.reason = action.reason
             candidate = action.candidate
+            status.source = status.source or action.current_source  # a pruned pack's too
             if candidate is not None:
                 status.source = status.source or candidate.source
                 if pack is None or candidate.digest != pack.digest:
@@ -86,7 +88,36 @@ def derive_packs(
         if status.state == "active" and pack is None:
             status.state = "removed" if before is not None else "pending"
         packs[ref] = status
+    for bad in invalid:
+        _show_invalid(packs, bad, served.get(bad.ref_hint or bad.entry), last_tests)
     return packs
+
+
+def _show_invalid(
+    packs: dict[str, PackStatus],
+    bad: InvalidCandidate,
+    served: ServedPack | None,
+    last_tests: Mapping[str, LastTest],
+) -> None:
+    """An entry that is not a valid pack is listed under its ref (or its entry's name, when
+    its pack.yaml does not say one) as `invalid`, with the first problem; a version served
+    before keeps serving and is named. Another source's valid content of the ref decides
+    its state instead."""
+    ref = bad.ref_hint or bad.entry
+    shown = packs.get(ref)
+    if shown is not None and shown.state not in ("kept", "removed"):
+        return
+    problem = bad.problems[0] if bad.problems else "not a valid pack"
+    why = f"{bad.entry!r} in source {bad.source!r} is not a valid pack: {problem}"
+    packs[ref] = PackStatus(
+        state="invalid",
+        version=served.version if served else None,
+        digest=served.digest if served else None,
+        source=bad.source,
+        active_since=served.active_since if served else None,
+        last_test=last_tests.get(ref),
+        reason=f"serving {served.version}; {why}" if served else why,
+    )
 
 
 def landed(previous: PackStatus | None, result: StepResult, now: datetime) -> PackStatus | None:
@@ -98,7 +129,7 @@ def landed(previous: PackStatus | None, result: StepResult, now: datetime) -> Pa
     if result.outcome is not StepOutcome.DONE:
         return None
     if result.action.kind is ActionKind.REMOVE:
-        source = previous.source if previous is not None else None
+        source = result.action.current_source or (previous.source if previous else None)
         return PackStatus(state="removed", source=source, reason=result.action.reason)
     if candidate is None:
         return None
@@ -131,7 +162,8 @@ def _apply_result(status: PackStatus, result: StepResult, memory: Memory, now: d
     status.state = "failed" if deterministic else "pending"
     status.last_error, status.last_error_at = result.error, now
     version = result.action.candidate.version if result.action.candidate else "?"
-    if status.version is not None:
-        status.reason = f"serving {status.version}; {version} failed at {now:%H:%M:%S}"
-    else:
-        status.reason = f"{version} failed at {now:%H:%M:%S}"
+    # the why at once (the gate's reason, the error): the next pass's reason says it too
+    why = f"{version} failed at {now:%H:%M:%S}: {result.error}" if result.error else (
+        f"{version} failed at {now:%H:%M:%S}"
+    )
+    status.reason = f"serving {status.version}; {why}" if status.version is not None else why

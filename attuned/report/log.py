@@ -60,6 +60,8 @@ class Event(StrEnum):
     DAEMON_STOPPING = "daemon.stopping"
     DAEMON_STOPPED = "daemon.stopped"
     DAEMON_DEGRADED = "daemon.degraded"
+    DAEMON_RECOVERED = "daemon.recovered"
+    DAEMON_STOP_FORCED = "daemon.stop.forced"
     STORE_REPAIRED = "store.repaired"
     STATUS_WRITE_FAILED = "status.write.failed"
     STATCACHE_LOADED = "statcache.loaded"

@@ -17,7 +17,9 @@ from pydantic import BaseModel, Field, field_validator
 from attuned.report.atomic import replace_text
 
 Phase = Literal["starting", "idle", "reconciling", "degraded", "stopping", "stopped"]
-PackState = Literal["active", "pending", "failed", "blocked", "removed", "suspended", "kept"]
+PackState = Literal[
+    "active", "pending", "failed", "invalid", "blocked", "removed", "suspended", "kept"
+]
 
 
 class _PerPack(BaseModel):
@@ -44,6 +46,9 @@ def _shared(value: str | None) -> str | None:
     return None if value is None else sys.intern(value)
 
 
+FAILED_CASES_SHOWN = 3  # "suite::case" names a status shows; `attuned history` has them all
+
+
 class LastTest(_PerPack):
     status: str
     passed: int
@@ -52,6 +57,10 @@ class LastTest(_PerPack):
     version: str
     regressions: list[str] = Field(
         default_factory=list, description="cases that passed in the serving version, failed here"
+    )
+    reason: str = Field("", description="the gate's verdict on the run")
+    failed_cases: list[str] = Field(
+        default_factory=list, description=f"the first {FAILED_CASES_SHOWN} failing cases"
     )
 
     _share = field_validator("status", "version")(_shared)
@@ -110,6 +119,13 @@ class ReconcileSummary(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
 
 
+class ReloadFailure(BaseModel):
+    """A SIGHUP whose config was refused: the daemon runs on with the config it had."""
+
+    error: str
+    at: datetime
+
+
 class DaemonStatus(BaseModel):
     version: str
     pid: int
@@ -117,6 +133,10 @@ class DaemonStatus(BaseModel):
     phase: Phase
     config_file: str | None = None
     error: str | None = None
+    next_retry_at: datetime | None = Field(
+        None, description="degraded: when the database (or disk) is tried again"
+    )
+    config_reload_failed: ReloadFailure | None = None
     role: Literal["leader", "follower"] = "leader"
     node: str | None = None
     leader: str | None = None

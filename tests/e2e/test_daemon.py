@@ -81,6 +81,10 @@ def test_upgrade_then_failing_upgrade_keeps_the_old_version(daemon: DaemonProces
     assert pack["version"] == "1.1.0" and pack["desired_version"] == "1.2.0"
     assert pack["reason"].startswith("serving 1.1.0; 1.2.0 failed at ")
     assert "pass rate 0.5 is below min_pass_rate 1" in pack["last_error"]
+    # the why shows in the first pass's status, not a pass later
+    assert "pass rate 0.5 is below min_pass_rate 1" in pack["reason"]
+    assert pack["last_test"]["reason"] == pack["last_error"].split(" failed: ", 1)[1]
+    assert pack["last_test"]["failed_cases"] == ["shell::shell"]  # the simple format: one case
     assert served_version(daemon, "hello") == "1.1.0"
     [rolled_back] = daemon.events("pack.rolled_back")
     assert rolled_back["version"] == "1.2.0"
@@ -147,11 +151,17 @@ def test_removed_pack_is_pruned_but_not_when_its_source_vanishes(
     daemon.drop("hello")
     daemon.drop("failing", test_script=PASSING_TEST)
     daemon.wait_pack("hello", "active")
-    daemon.wait_pack("failing", "active")
+    served = daemon.wait_pack("failing", "active")
     shutil.rmtree(daemon.folder / "failing")
-    daemon.wait_pack("failing", "removed")
+    removed = daemon.wait_pack("failing", "removed")
+    assert removed["source"] == "local"  # not shown as registered by hand
     assert served_version(daemon, "failing") is None
     assert daemon.events("pack.removed")[0]["pack"] == "failing"
+    [planned] = [e for e in daemon.events("pack.planned") if e["action"] == "remove"]
+    assert (planned["source"], planned["digest"]) == ("local", served["digest"])
+    # the database is migrated before the first pass starts, not during it
+    names = [e["event"] for e in daemon.events()]
+    assert names.index("db.migrated") < names.index("reconcile.started")
     # "unmount" the folder: unreadable is not empty, nothing is pruned
     daemon.folder.rename(daemon.root / "unmounted")
     daemon.signal(signal.SIGUSR1)
@@ -221,6 +231,26 @@ def test_sighup_adds_a_source_and_sigterm_stops_cleanly(daemon: DaemonProcess) -
     assert daemon.stop() == 0
     assert time.monotonic() - started < 10
     assert daemon.status()["daemon"]["phase"] == "stopped"
+
+
+def test_a_refused_reload_shows_in_the_status_file_until_a_good_one(
+    daemon: DaemonProcess,
+) -> None:
+    good = daemon.config_path.read_text()
+    daemon.config_path.write_text(good + "no_such_key: 1\n")
+    daemon.signal(signal.SIGHUP)
+    refused = daemon.wait_for(
+        lambda s: s["daemon"].get("config_reload_failed") is not None, what="the refusal"
+    )["daemon"]["config_reload_failed"]
+    assert "no_such_key" in refused["error"] and refused["at"]
+    # running on the config it had, and saying so
+    daemon.wait_for(
+        lambda s: s["daemon"]["phase"] == "idle" and s["daemon"]["config_reload_failed"],
+        what="idle on the old config",
+    )
+    daemon.config_path.write_text(good)
+    daemon.signal(signal.SIGHUP)
+    daemon.wait_for(lambda s: s["daemon"]["config_reload_failed"] is None, what="cleared")
 
 
 def test_sigterm_during_a_test_run_kills_it_and_exits_quickly(

@@ -28,7 +28,7 @@ from tests.conftest import REPO
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 STARTED = NOW - timedelta(hours=2)
-STATES = ("active", "pending", "failed", "blocked", "removed", "suspended", "kept")
+STATES = ("active", "pending", "failed", "invalid", "blocked", "removed", "suspended", "kept")
 PHASES = ("starting", "idle", "reconciling", "degraded", "stopping", "stopped")
 
 
@@ -142,6 +142,7 @@ def test_every_metric_reads_back_with_its_type_labels_and_value() -> None:
         "active": 2,
         "pending": 0,
         "failed": 1,
+        "invalid": 0,
         "blocked": 1,
         "removed": 0,
         "suspended": 0,
