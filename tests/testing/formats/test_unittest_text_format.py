@@ -1,10 +1,19 @@
-"""unittest's own output (`-v` lines, failure blocks, summary), from real unittest runs."""
+"""unittest's printed output, the fallback when its report is missing: read from the stderr
+of real `python -m unittest -v` runs. Only printed result lines count, and one `error` case
+says the run is incomplete."""
 
 from __future__ import annotations
 
-from attuned.testing import CaseStatus
+import subprocess
+import sys
+from pathlib import Path
 
-EVERY_OUTCOME = '''
+from attuned.testing import CaseStatus
+from attuned.testing.formats.base import RunnerOutput
+from attuned.testing.formats.unittest_json import UnittestJsonFormat
+from attuned.testing.formats.unittest_text import REPORT_CASE, UnittestTextFormat
+
+OUTCOMES = '''
 import unittest
 
 class Outcomes(unittest.TestCase):
@@ -13,9 +22,6 @@ class Outcomes(unittest.TestCase):
 
     def test_documented(self):
         """A docstring moves the result onto its own line."""
-
-    def test_fails(self):
-        self.assertEqual(1, 2)
 
     def test_errors(self):
         raise RuntimeError("kaboom")
@@ -31,95 +37,101 @@ class Outcomes(unittest.TestCase):
     @unittest.expectedFailure
     def test_unexpected_success(self):
         pass
+
+    def test_rows(self):
+        for row in range(3):
+            with self.subTest(row=row):
+                self.assertLess(row, 1)
 '''
 
-
-def unit(entry: str, **spec: object) -> dict[str, object]:
-    return {"type": "unittest", "entry_point": entry, **spec}
-
-
-def test_every_outcome_becomes_a_named_case(run_pack):
-    result = run_pack(
-        {"tests/test_outcomes.py": EVERY_OUTCOME}, {"u": unit("tests/test_outcomes.py")}
-    )
-
-    (suite,) = result.test_suites
-    name = "tests.test_outcomes.Outcomes."
-    assert {c.name: c.status for c in suite.test_cases} == {
-        name + "test_ok": CaseStatus.PASSED,
-        name + "test_documented": CaseStatus.PASSED,
-        name + "test_fails": CaseStatus.FAILED,
-        name + "test_errors": CaseStatus.ERROR,
-        name + "test_skipped": CaseStatus.SKIPPED,
-        name + "test_expected_failure": CaseStatus.SKIPPED,
-        name + "test_unexpected_success": CaseStatus.FAILED,
-    }
-    assert (suite.total, suite.passed, suite.failed, suite.skipped) == (7, 2, 3, 2)
-    by_name = {c.name: c for c in suite.test_cases}
-    assert "AssertionError: 1 != 2" in (by_name[name + "test_fails"].error_message or "")
-    assert "RuntimeError: kaboom" in (by_name[name + "test_errors"].error_message or "")
-    assert by_name[name + "test_skipped"].error_message == "skipped 'not here'"
-
-
-def test_discovery_in_a_directory(run_pack):
-    files = {
-        "tests/test_a.py": "import unittest\nclass A(unittest.TestCase):\n    def test_a(self): pass\n",
-        "tests/test_b.py": "import unittest\nclass B(unittest.TestCase):\n    def test_b(self): pass\n",
-    }
-
-    result = run_pack(files, {"u": unit("tests")})
-
-    assert [c.name for c in result.test_suites[0].test_cases] == [
-        "test_a.A.test_a",
-        "test_b.B.test_b",
+OPERATOR_SHAPE = "\n".join(
+    [
+        "import unittest",
+        "class Pack(unittest.TestCase):",
+        *(f"    def test_pass_{n:02}(self): pass" for n in range(10)),
+        *(f"    def test_error_{n:02}(self): raise KeyError({n})" for n in range(11)),
+        "    def test_table(self):",
+        "        for row in range(28):",
+        "            with self.subTest(row=row):",
+        "                self.assertEqual(row, -1)",
     ]
-    assert result.gate.passed
+)
 
 
-def test_import_error_is_a_failed_run(run_pack):
-    result = run_pack({"tests/test_broken.py": "import no_such_module\n"}, {"u": unit("tests")})
-
-    suite = result.test_suites[0]
-    assert suite.failed == 1
-    assert "no_such_module" in (suite.test_cases[0].error_message or "")
-
-
-def test_subtest_failures_count_once_each(run_pack):
-    code = """
-import unittest
-class Sub(unittest.TestCase):
-    def test_many(self):
-        for i in range(3):
-            with self.subTest(i=i):
-                self.assertLess(i, 1)
-"""
-    result = run_pack({"tests/test_sub.py": code}, {"u": unit("tests/test_sub.py")})
-
-    suite = result.test_suites[0]
-    assert (suite.total, suite.passed, suite.failed) == (2, 0, 2)
-    assert not result.gate.passed
-
-
-def test_output_printed_by_tests_does_not_break_the_counts(run_pack):
-    code = """
-import sys, unittest
-class Noisy(unittest.TestCase):
-    def test_noise(self):
-        sys.stderr.write("half a line ... ")
-    def test_quiet(self):
-        pass
-"""
-    result = run_pack({"tests/test_noisy.py": code}, {"u": unit("tests/test_noisy.py")})
-
-    assert (result.total_tests, result.passed) == (2, 2)
-    assert result.gate.passed
-
-
-def test_no_tests_is_an_empty_run_not_an_error(run_pack):
-    result = run_pack({"tests/test_none.py": "x = 1\n"}, {"u": unit("tests/test_none.py")})
-
-    assert result.total_tests == 0
-    assert result.test_suites[0].test_cases == [] or all(
-        c.status != CaseStatus.ERROR for c in result.test_suites[0].test_cases
+def unittest_stderr(tmp_path: Path, code: str) -> str:
+    """What `python -m unittest -v` really prints for `code`."""
+    (tmp_path / "test_mod.py").write_text(code)
+    done = subprocess.run(
+        [sys.executable, "-m", "unittest", "-v", "test_mod.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
     )
-    assert "no tests were executed" in result.gate.reason
+    return done.stderr
+
+
+def read(stderr: str) -> list[tuple[str, CaseStatus]]:
+    reading = UnittestTextFormat().read(RunnerOutput("u", stdout="", stderr=stderr, exit_code=1))
+    assert reading.total == len(reading.cases)
+    return [(case.name, case.status) for case in reading.cases]
+
+
+def test_printed_lines_become_cases_and_the_missing_report_an_error(tmp_path):
+    stderr = unittest_stderr(tmp_path, OUTCOMES)
+
+    reading = UnittestTextFormat().read(RunnerOutput("u", stdout="", stderr=stderr, exit_code=1))
+
+    n = "test_mod.Outcomes."
+    assert {c.name: c.status for c in reading.cases} == {
+        n + "test_ok": CaseStatus.PASSED,
+        n + "test_documented": CaseStatus.PASSED,
+        n + "test_errors": CaseStatus.ERROR,
+        n + "test_skipped": CaseStatus.SKIPPED,
+        n + "test_expected_failure": CaseStatus.PASSED,
+        n + "test_unexpected_success": CaseStatus.FAILED,
+        n + "test_rows (row=1)": CaseStatus.FAILED,
+        n + "test_rows (row=2)": CaseStatus.FAILED,
+        REPORT_CASE: CaseStatus.ERROR,
+    }
+    assert (reading.total, reading.passed, reading.failed, reading.skipped) == (9, 3, 5, 1)
+    by_name = {c.name: c for c in reading.cases}
+    assert "2 not less than 1" in (by_name[n + "test_rows (row=2)"].error_message or "")
+    assert "RuntimeError: kaboom" in (by_name[n + "test_errors"].error_message or "")
+    problem = by_name[REPORT_CASE].error_message or ""
+    assert "unittest wrote no report" in problem
+    assert "counted only the 8 results it printed" in problem
+    assert "Ran 7 tests" in problem  # quoted, never turned into counts
+
+
+def test_operators_output_keeps_its_ten_passes(tmp_path):
+    stderr = unittest_stderr(tmp_path, OPERATOR_SHAPE)
+    assert "FAILED (failures=28, errors=11)" in stderr
+
+    cases = read(stderr)
+
+    statuses = [status for _name, status in cases]
+    assert statuses.count(CaseStatus.PASSED) == 10
+    assert statuses.count(CaseStatus.FAILED) == 28
+    assert statuses.count(CaseStatus.ERROR) == 11 + 1  # the errors and the missing report
+    assert ("test_mod.Pack.test_table (row=27)", CaseStatus.FAILED) in cases
+
+
+def test_nothing_printed_counts_nothing_but_the_missing_report():
+    assert read("Segmentation fault\n") == [(REPORT_CASE, CaseStatus.ERROR)]
+
+
+def test_an_unusable_report_falls_back_to_the_printed_lines(tmp_path):
+    stderr = unittest_stderr(tmp_path, OUTCOMES)
+    report = tmp_path / "unittest.json"
+    report.write_text('{"tests_run": 7, "test_cases": [{"name": "x", "status": "great"}]}')
+    output = RunnerOutput("u", stdout="", stderr=stderr, exit_code=1, report=report)
+
+    reading = UnittestJsonFormat().read(output)
+
+    assert (reading.total, reading.passed, reading.failed, reading.skipped) == (9, 3, 5, 1)
+    problem = reading.cases[-1]
+    assert (problem.name, problem.status) == (REPORT_CASE, CaseStatus.ERROR)
+    assert "unittest's report is unusable: unittest.json: test_cases.0.status" in (
+        problem.error_message or ""
+    )
