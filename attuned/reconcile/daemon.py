@@ -797,8 +797,14 @@ class Daemon:
                 Event.DAEMON_DEGRADED,
                 error=error,
                 retry_in_s=round(max(min(due) - time.time(), 0), 1) if due else None,
-                attempt=max((self.memory.failures[r.ref].attempts for r in transient
-                             if r.ref in self.memory.failures), default=1),
+                attempt=max(
+                    (
+                        self.memory.failures[r.ref].attempts
+                        for r in transient
+                        if r.ref in self.memory.failures
+                    ),
+                    default=1,
+                ),
                 packs=sorted(r.ref for r in transient),
             )
         self._told_transient = error

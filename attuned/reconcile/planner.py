@@ -129,6 +129,7 @@ def _decide(
     winners: Mapping[str, Candidate],
 ) -> Action:
     ref = candidate.ref
+
     def action(kind: ActionKind, reason: str = "") -> Action:
         return Action(kind, ref, reason, candidate, *_served(current))
 

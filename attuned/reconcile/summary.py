@@ -163,7 +163,9 @@ def _apply_result(status: PackStatus, result: StepResult, memory: Memory, now: d
     status.last_error, status.last_error_at = result.error, now
     version = result.action.candidate.version if result.action.candidate else "?"
     # the why at once (the gate's reason, the error): the next pass's reason says it too
-    why = f"{version} failed at {now:%H:%M:%S}: {result.error}" if result.error else (
-        f"{version} failed at {now:%H:%M:%S}"
+    why = (
+        f"{version} failed at {now:%H:%M:%S}: {result.error}"
+        if result.error
+        else (f"{version} failed at {now:%H:%M:%S}")
     )
     status.reason = f"serving {status.version}; {why}" if status.version is not None else why
