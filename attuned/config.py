@@ -28,6 +28,7 @@ from attuned.envs.settings import EnvironmentSettings
 from attuned.errors import ConfigError, Problem, ValidationFailed
 from attuned.notify.settings import OutboxConfig, SinkConfig
 from attuned.pack.manifest import check_ref
+from attuned.reconcile.limits import MiB, PackLimits
 from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.testing.settings import ExecutorSettings
 from attuned.yamlfile import load_model, read_yaml
@@ -76,13 +77,13 @@ class ReconcileConfig(_Section):
     keep_versions: int = Field(default=3, ge=1, description="store versions kept per pack")
     retry_initial: float = Field(default=5, gt=0, description="first transient retry, seconds")
     retry_max: float = Field(default=300, gt=0, description="cap of the retry backoff, seconds")
-
     stop_timeout: float = Field(
         default=8,
         gt=0,
         description="seconds a stop may wait (a locked or unreachable database) before the "
         "daemon exits anyway, as a crash would: within systemd's TimeoutStopSec",
     )
+
 
 class DirectorySourceConfig(_Section):
     name: str
@@ -131,6 +132,26 @@ class ClusterConfig(_Section):
     )
 
 
+class PackLimitsConfig(_Section):
+    """Caps on one pack from any source (folder, archive, git): what is past them is refused
+    before it is copied, and the served version stays."""
+
+    max_pack_mb: int = Field(default=256, ge=1, description="MiB of all a pack's files")
+    max_files: int = Field(default=10_000, ge=1, description="files in one pack")
+    max_file_mb: int = Field(default=64, ge=1, description="MiB of any one file of a pack")
+    max_archive_ratio: float = Field(
+        default=100, gt=1, description="archives: unpacked bytes per archive byte, above 8 MiB"
+    )
+
+    def limits(self) -> PackLimits:
+        return PackLimits(
+            max_bytes=self.max_pack_mb * MiB,
+            max_files=self.max_files,
+            max_file_bytes=self.max_file_mb * MiB,
+            max_ratio=self.max_archive_ratio,
+        )
+
+
 def _source_type(value: Any) -> str:
     """The `type` of a source entry; `directory` when left out."""
     if isinstance(value, dict):
@@ -168,6 +189,7 @@ class AttunedConfig(_Section):
         default_factory=list, description="where events go: webhook, exec and attune sinks"
     )
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    pack_limits: PackLimitsConfig = Field(default_factory=PackLimitsConfig)
     _path: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")

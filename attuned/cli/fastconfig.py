@@ -44,6 +44,7 @@ CONFIG_KEYS = frozenset(
         "cluster",
         "notify",
         "outbox",
+        "pack_limits",
     }
 )
 _COMMON_SOURCE_KEYS = {"name", "type", "path", "prune", "skip_tests", "force", "regressions"}

@@ -22,8 +22,8 @@ from typing import IO
 
 from attuned.errors import Problem, ValidationFailed
 from attuned.pack.manifest import MANIFEST_NAME
+from attuned.reconcile.limits import PackLimits
 
-MiB = 1 << 20
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 _CHUNK = 1 << 16
 # what archivers add beside the pack: macOS resource forks, dot-files
@@ -32,16 +32,8 @@ _CLUTTER = frozenset({"__MACOSX"})
 _CORRUPT = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, gzip.BadGzipFile)
 
 
-@dataclass(frozen=True)
-class ArchiveLimits:
-    """Caps on one archive: a pack is small, a bomb is not."""
-
-    max_bytes: int = 256 * MiB
-    max_files: int = 10_000
-    # unpacked bytes per archive byte: text packs compress 3-10x, a bomb 1000x and more;
-    # archives that unpack to less than ratio_floor are never refused for their ratio
-    max_ratio: float = 100.0
-    ratio_floor: int = 8 * MiB
+# the caps are shared with folders and git trees (`pack_limits:` in the config)
+ArchiveLimits = PackLimits
 
 
 def is_archive(name: str) -> bool:
@@ -197,6 +189,9 @@ class _Writer:
         self.members += 1
         self.declared += member.size if member.kind == "file" else 0
         self.check_totals(self.members, self.declared)
+        too_big = self.limits.file_too_big(member.size) if member.kind == "file" else None
+        if too_big is not None:
+            raise ArchiveRefused(f"declares {too_big}", member.name)
         return relpath
 
     def write(
@@ -224,10 +219,14 @@ class _Writer:
 
     def _write(self, source: IO[bytes], dest: Path, member: _Member) -> int:
         budget = self.cap - self.written
+        why = "content exceeds the archive's size cap"
+        if self.limits.max_file_bytes < budget:
+            budget = self.limits.max_file_bytes
+            why = f"content exceeds the per-file cap of {budget} bytes (pack_limits.max_file_mb)"
         mode = 0o755 if member.executable else 0o644
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         with source, os.fdopen(fd, "wb") as out:
-            written = copy_capped(source, out, budget, member.name)
+            written = copy_capped(source, out, budget, member.name, why)
         os.chmod(dest, mode)  # the umask must not decide what a pack may execute
         return written
 
@@ -242,13 +241,20 @@ def _open_member(open_data: Callable[[], IO[bytes] | None], name: str) -> IO[byt
     return source
 
 
-def copy_capped(source: IO[bytes], out: IO[bytes], budget: int, member: str) -> int:
-    """Copy to EOF but stop once more than `budget` bytes came out, whatever the header said."""
+def copy_capped(
+    source: IO[bytes],
+    out: IO[bytes],
+    budget: int,
+    member: str,
+    why: str = "content exceeds the archive's size cap",
+) -> int:
+    """Copy to EOF but stop once more than `budget` bytes came out, whatever the header said
+    (`budget`: what is left of the archive's cap, or the per-file cap when lower)."""
     written = 0
     while chunk := source.read(min(_CHUNK, budget - written + 1)):
         written += len(chunk)
         if written > budget:
-            raise ArchiveRefused("content exceeds the archive's size cap", member)
+            raise ArchiveRefused(why, member)
         out.write(chunk)
     return written
 

@@ -642,6 +642,7 @@ class Daemon:
                     "log": fresh.log,
                     "notify": fresh.notify,
                     "outbox": fresh.outbox,
+                    "pack_limits": fresh.pack_limits,
                 }
             )
         )

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -27,15 +28,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
+from attuned import faults
 from attuned.errors import AttunedError, Problem, ValidationFailed
-from attuned.pack.content import IGNORED_NAMES, copy_files, digest, list_files
+from attuned.pack.content import IGNORED_NAMES, PackFile, digest, list_files
 from attuned.pack.loader import Pack, load_pack
+from attuned.reconcile.limits import PackLimits, check_files, check_tree, refusal
 
 TMP_PREFIX = ".tmp-"
 # a file changed less than this long before it was stat'ed is read again next time: a second
 # change within the same timestamp tick (2 s on FAT, one jiffy on ext4) would look like none
 RACY_WINDOW_NS = 2_000_000_000
 _DIGEST_NAME = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+# never follow a symlink swapped in, never block on a FIFO (as `content.copy_files`)
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 
 # (relpath, mode, size, mtime_ns, ctime_ns, inode) of one file below a pack directory
 FileStat = tuple[str, int, int, int, int, int]
@@ -228,7 +235,7 @@ class SnapshotStore:
 
     Thread-safe: sources scanned in parallel may share one store. `before_copy`, called with
     the source directory between reading and copying it, lets tests edit a pack at the worst
-    moment.
+    moment. `limits` caps every pack taken (the config's `pack_limits`; a reload sets it).
     """
 
     def __init__(
@@ -237,8 +244,10 @@ class SnapshotStore:
         *,
         racy_window_ns: int = RACY_WINDOW_NS,
         before_copy: Callable[[Path], object] | None = None,
+        limits: PackLimits | None = None,
     ) -> None:
         self.root = root
+        self.limits = limits or PackLimits()
         self.racy_window_ns = racy_window_ns
         self.bytes_hashed = 0  # file content read to compute digests, source and copies
         self.changes = 0  # bumped whenever the stat cache changes: whether to save it
@@ -352,7 +361,10 @@ class SnapshotStore:
         return _Entry(seen, taken.summary, snapshot_seen, checked=True)
 
     def _take(self, source_dir: Path) -> Snapshot:
+        limits = self.limits  # one value for the whole take, whatever a reload does
+        check_tree(source_dir, limits)  # stat sizes only: a huge file is never read
         pack = load_pack(source_dir)  # ValidationFailed here names the user's files
+        check_files(source_dir, pack.files, limits)  # grown since it was measured?
         self._hashed(pack)
         final = self.root / pack.digest
         existing = self._verified(final, pack)
@@ -365,7 +377,7 @@ class SnapshotStore:
         with self._lock:
             self._in_progress.add(tmp)
         try:
-            self._copy(source_dir, pack, tmp)
+            self._copy(source_dir, pack, tmp, limits)
             _install(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -374,14 +386,14 @@ class SnapshotStore:
         # the copy holds the very bytes that were validated: the pack as read, moved
         return Snapshot(replace(pack, path=final), final, Outcome.MADE)
 
-    def _copy(self, source_dir: Path, pack: Pack, tmp: Path) -> None:
+    def _copy(self, source_dir: Path, pack: Pack, tmp: Path, limits: PackLimits) -> None:
         """Copy the validated files; the bytes written must have the digest just read.
 
         The digest covers the bytes that were validated (load_pack), so an equal digest is
         an equal validation: the copy is not loaded again.
         """
         try:
-            written = copy_files(source_dir, pack.files, tmp)
+            written = _copy_listed(source_dir, pack.files, tmp, limits)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
             raise SnapshotChanged(
                 source_dir, f"a file vanished while being copied ({exc.filename})"
@@ -420,6 +432,60 @@ class SnapshotStore:
     def _hashed(self, pack: Pack) -> None:
         with self._lock:
             self.bytes_hashed += sum(f.size for f in pack.files)
+
+
+def _copy_listed(source_dir: Path, files: list[PackFile], target: Path, limits: PackLimits) -> str:
+    """`content.copy_files`, but no file yields more bytes than were listed for it: one that
+    grew since is refused when past the per-file cap (with the file named), else is a change
+    (SnapshotChanged); nothing past the listed size is ever written. Returns the digest of
+    the bytes written, as `content.digest` spells it."""
+    target.mkdir(parents=True)
+    made = {""}
+    hasher = hashlib.sha256()
+    for index, item in enumerate(files):
+        if index == len(files) // 2:
+            faults.point("mid_copy")
+        parent = item.relpath.rpartition("/")[0]
+        if parent not in made:
+            os.makedirs(target / parent, exist_ok=True)
+            made.add(parent)
+        # the header of `content.digest`: path, executable bit, listed size
+        hasher.update(f"{item.relpath}\0{int(item.executable)}\0{item.size}\0".encode())
+        source = source_dir / item.relpath
+        if _copy_one(source, target / item.relpath, item, hasher):
+            grown = os.lstat(source).st_size
+            why = limits.file_too_big(grown)
+            if why is not None:
+                raise refusal(source, why)
+            raise SnapshotChanged(
+                source_dir,
+                f"files changed while being copied ({item.relpath} grew to {grown} bytes)",
+            )
+    return hasher.hexdigest()
+
+
+def _copy_one(source: Path, dest: Path, item: PackFile, hasher: hashlib._Hash) -> bool:
+    """Copy at most `item.size` bytes; True when the file holds more than that."""
+    fd = os.open(source, _READ_FLAGS)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "no longer a regular file", str(source))
+        out = os.open(dest, _CREATE_FLAGS, item.mode)
+        try:
+            os.fchmod(out, item.mode)  # whatever the umask
+            left = item.size
+            while left > 0 and (chunk := os.read(fd, min(left, _CHUNK))):
+                hasher.update(chunk)
+                left -= len(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(out, view) :]
+        finally:
+            os.close(out)
+        # one byte past the listed size: a short file is caught by the digest, a long one here
+        return bool(os.read(fd, 1))
+    finally:
+        os.close(fd)
 
 
 def _install(tmp: Path, final: Path) -> None:

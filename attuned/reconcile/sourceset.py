@@ -52,6 +52,7 @@ class SourceSet:
     def configure(self, config: AttunedConfig) -> tuple[list[str], list[str]]:
         """Build sources for `config`, reusing unchanged ones; returns (added, removed)."""
         work_dir = config.state_dir / "work"
+        self.snapshots.limits = config.pack_limits.limits()  # for every source, kept or new
         fresh: dict[str, AnySource] = {}
         for entry in config.sources:
             if self.configs.get(entry.name) == entry and entry.name in self.sources:

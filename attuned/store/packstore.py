@@ -9,10 +9,19 @@ packs_dir/
 A version directory is complete before it gets its final name (copy into staging, then
 rename), and a pack becomes visible with one `rename(2)` of a symlink, as git-sync does. The
 database row names the digest, so after a crash `repair()` can make disk agree with it.
+
+Where the file system can (Btrfs, XFS, bcachefs, ZFS 2.2), files are cloned (`FICLONE`)
+rather than copied: the version directory shares its blocks with the snapshot, and a write to
+either one copies the block touched, so the drift check still finds a served file edited and
+restores it from an intact snapshot. Hard links would share the inode instead: an edit would
+reach the snapshot too, and `list_files` refuses hard links in every pack it reads. Elsewhere
+(ext4) the files are copied.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import re
 import shutil
@@ -26,6 +35,11 @@ from attuned.pack.versions import is_version
 
 VERSIONS = ".versions"
 STAGING = ".staging"
+FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int), the same on every architecture
+# what a clone fails with where copying would work: the file system cannot (then it is not
+# tried again), or not between these two files (other devices, ...)
+_CANNOT_CLONE = frozenset({errno.EOPNOTSUPP, errno.ENOTTY})
+_NO_CLONE = _CANNOT_CLONE | {errno.EXDEV, errno.EINVAL, errno.EPERM}
 
 
 def version_dirname(ref: str, version: str, pack_digest: str) -> str:
@@ -85,6 +99,26 @@ def _names(directory: Path) -> list[str]:
         return []
 
 
+def _clone_files(source: Path, files: list[PackFile], target: Path) -> str:
+    """Clone each file (shared blocks, a new inode of mode `PackFile.mode`), then digest the
+    clones: a clone is atomic per file, and its digest is what the version is named by."""
+    target.mkdir(parents=True)
+    for item in files:
+        dest = target / item.relpath
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        src = os.open(source / item.relpath, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, item.mode)
+            try:
+                os.fchmod(out, item.mode)  # whatever the umask
+                fcntl.ioctl(out, FICLONE, src)
+            finally:
+                os.close(out)
+        finally:
+            os.close(src)
+    return digest(target, files)
+
+
 class StoreError(RuntimeError):
     """The store's files are not what the store expects (a hand-made directory, say)."""
 
@@ -96,6 +130,7 @@ class PackStore:
         self.staging = root / STAGING
         self._real_root: str | None = None  # the root with symlinks resolved, once it exists
         self._swap_unsynced = False  # a link swapped with activate(sync=False), not fsynced
+        self.clones = True  # False once the file system refused a clone: copy from then on
 
     def ensure(self) -> None:
         self.versions.mkdir(parents=True, exist_ok=True)
@@ -139,10 +174,11 @@ class PackStore:
         self, ref: str, version: str, source: Path, files: list[PackFile]
     ) -> tuple[Path, str]:
         """`prepare()`, and the digest of what the directory holds: of the bytes written for
-        a new copy (so it is not read back), of its files for a directory reused."""
+        a new copy (so it is not read back), of the clones (read back: nothing was written),
+        of its files for a directory reused."""
         self.ensure()
         tmp = self.staging / _scratch(ref)
-        written = copy_files(source, files, tmp)
+        written = self._fill(source, files, tmp)
         final = self.versions / version_dirname(ref, version, written)
         if final.is_dir():
             shutil.rmtree(tmp)
@@ -150,6 +186,19 @@ class PackStore:
         os.replace(tmp, final)
         self._sync_versions()
         return final, written
+
+    def _fill(self, source: Path, files: list[PackFile], target: Path) -> str:
+        """Put `files` of `source` into the new `target`, cloned where the file system can,
+        else copied; returns the digest of what `target` holds."""
+        if self.clones:
+            try:
+                return _clone_files(source, files, target)
+            except OSError as exc:
+                if exc.errno not in _NO_CLONE:
+                    raise
+                self.clones = exc.errno not in _CANNOT_CLONE
+                shutil.rmtree(target, ignore_errors=True)
+        return copy_files(source, files, target)
 
     def _sync_versions(self) -> None:
         """fsync `.versions` (the new directory must be on disk before the database names
@@ -206,12 +255,12 @@ class PackStore:
         canonical = self.versions / version_dirname(ref, version, digest(snapshot, files))
         interim = self.versions / _scratch(f".{canonical.name}.restore")
         tmp = self.staging / _scratch(ref)
-        copy_files(snapshot, files, tmp)
+        self._fill(snapshot, files, tmp)
         os.replace(tmp, interim)
         self.activate(ref, interim)
         shutil.rmtree(canonical, ignore_errors=True)
         tmp = self.staging / _scratch(ref)
-        copy_files(snapshot, files, tmp)
+        self._fill(snapshot, files, tmp)
         os.replace(tmp, canonical)
         self.activate(ref, canonical)
         shutil.rmtree(interim, ignore_errors=True)

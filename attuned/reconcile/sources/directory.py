@@ -50,7 +50,8 @@ class Unreadable(Exception):
 
 @dataclass(frozen=True)
 class _ArchiveSeen:
-    key: tuple[int, ...]  # device, inode, size, mtime_ns, ctime_ns of the archive file
+    # device, inode, size, mtime_ns, ctime_ns of the archive file, and the caps it met
+    key: tuple[int | ArchiveLimits, ...]
     result: Result
 
 
@@ -70,7 +71,7 @@ class DirectorySource:
         self.name = name
         self.path = path
         self.prune = prune
-        self.archive_limits = archive_limits or ArchiveLimits()
+        self.archive_limits = archive_limits  # None: the snapshot store's, as configured
         self.work_dir = work_dir
         self._snapshots = snapshots
         self._lock = threading.Lock()
@@ -245,7 +246,8 @@ class DirectorySource:
         self, entry: str, path: Path, info: os.stat_result
     ) -> tuple[Result, Outcome | None]:
         """Extract, snapshot, discard the extraction; an unchanged archive is not opened again."""
-        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        limits = self.archive_limits or self._snapshots.limits
+        key = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, limits)
         seen = self._archives.get(entry)
         if seen is not None and seen.key == key and _still_there(seen.result):
             return seen.result, Outcome.CACHED
@@ -266,7 +268,8 @@ class DirectorySource:
         extracted = scratch / "archive"
         root: Path | None = None
         try:
-            root = extract_archive(archive, extracted, self.archive_limits)
+            limits = self.archive_limits or self._snapshots.limits
+            root = extract_archive(archive, extracted, limits)
             taken = self._capture(root, use_cache=False)
         except _ENTRY_ERRORS as exc:
             problems = [rebased(p, extracted, archive) for p in problems_of(exc, archive)]

@@ -3,7 +3,8 @@
 A pack folder with the same git tree id as at the previous commit has the same content, so its
 earlier result is reused without exporting anything: a commit that changes one pack of twenty
 exports one. An export is `checkout_tree` of the pack's own tree into a scratch folder (the
-cache stays bare), read into a content-addressed snapshot, then deleted.
+cache stays bare), read into a content-addressed snapshot, then deleted. The pack's tree is
+measured against the caps first, from object headers, so a huge blob is never written out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pygit2.enums import CheckoutStrategy
 
 from attuned.errors import ValidationFailed
 from attuned.pack.manifest import MANIFEST_NAME
+from attuned.reconcile.limits import PackLimits, refusal
 from attuned.reconcile.model import Candidate, InvalidCandidate
 from attuned.reconcile.snapshots import Outcome, SnapshotChanged, SnapshotStore
 
@@ -77,6 +79,7 @@ class PackExporter:
         self._snapshots = snapshots
         self._seen: dict[tuple[str, pygit2.Oid], Result] = {}
         self._refs: dict[str, str] = {}  # entry -> the ref it last had: a hint when it breaks
+        self._limits: PackLimits | None = None  # what `_seen` was judged under
 
     def read(
         self, repo: pygit2.Repository, commit: pygit2.Oid, path: str
@@ -87,6 +90,8 @@ class PackExporter:
         stats["entries"] = len(trees)
         seen: dict[tuple[str, pygit2.Oid], Result] = {}
         revision = str(commit)
+        if self._limits != self._snapshots.limits:  # a reload changed the caps: judge again
+            self._limits, self._seen = self._snapshots.limits, {}
         for pack in trees:
             key = (pack.entry, pack.tree)
             result = self._seen.get(key)
@@ -121,6 +126,7 @@ class PackExporter:
         scratch = Path(tempfile.mkdtemp(dir=parent))
         exported = scratch / (Path(pack.entry).name or "pack")
         try:
+            measure_tree(repo, pack.tree, exported, self._snapshots.limits)
             repo.checkout_tree(  # type: ignore[no-untyped-call]  # untyped in pygit2
                 repo[pack.tree], directory=str(exported), strategy=_EXPORT
             )
@@ -134,6 +140,36 @@ class PackExporter:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return candidate_of(self.source, pack.entry, taken), taken.outcome
+
+
+def measure_tree(
+    repo: pygit2.Repository, tree: pygit2.Oid, where: Path, limits: PackLimits
+) -> None:
+    """Refuse a pack tree past the caps before it is checked out: sizes come from object
+    headers (no blob is read). Every file the checkout would write counts, ignored names too;
+    `where` names the files in the refusal (rebased to the repository's paths by the caller)."""
+    count = total = 0
+    pending: list[tuple[Path, pygit2.Oid]] = [(where, tree)]
+    while pending:
+        folder, oid = pending.pop()
+        found = repo.get(oid)
+        if not isinstance(found, pygit2.Tree):
+            continue
+        for entry in found:
+            if entry.type_str == "tree":
+                pending.append((folder / str(entry.name), entry.id))
+                continue
+            if entry.type_str != "blob":
+                continue  # a submodule: nothing is checked out for it
+            size = repo.odb.read_header(entry.id)[1]
+            count += 1
+            total += size
+            big = limits.file_too_big(size)
+            if big is not None:
+                raise refusal(folder / str(entry.name), big)
+            why = limits.too_many_files(count) or limits.too_many_bytes(total)
+            if why is not None:
+                raise refusal(where, why)
 
 
 def _still_there(result: Result) -> bool:
