@@ -66,6 +66,8 @@ if [ ! -x "$prefix/bin/python" ]; then
 fi
 run "$prefix/bin/pip" install --quiet --upgrade pip
 run "$prefix/bin/pip" install --quiet --upgrade "$source_spec"
+# on PATH for operators and for the git post-receive hook (deploy/git-hooks/post-receive)
+run ln -sfn "$prefix/bin/attuned" /usr/local/bin/attuned
 run install -d -m 0755 "$prefix/share/doc/attuned"
 run install -m 0644 "$repo"/docs/*.md "$prefix/share/doc/attuned/"
 

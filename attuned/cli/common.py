@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from attuned.cli.options import add_common as add_common  # re-exported for the verbs
@@ -36,10 +37,13 @@ def config_of(args: argparse.Namespace) -> AttunedConfig:
 
 
 @contextmanager
-def open_registry(args: argparse.Namespace) -> Iterator[Registry]:
+def open_registry(
+    args: argparse.Namespace, config: AttunedConfig | None = None
+) -> Iterator[Registry]:
+    """The registry of `config` (default: the one `args` names)."""
     from attuned.registry import Registry
 
-    registry = Registry.from_config(config_of(args))
+    registry = Registry.from_config(config or config_of(args))
     try:
         yield registry
     finally:
@@ -50,6 +54,18 @@ def colour(text: str, name: str) -> str:
     if not sys.stdout.isatty():
         return text
     return f"\033[{_COLOURS[name]}m{text}\033[0m"
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 pack`, `2 packs`: a count with its noun agreeing."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+def utc_iso(moment: datetime) -> str:
+    """A time as every JSON output gives it: ISO 8601 in UTC, with `Z` (the database returns
+    SQLite's times naive; attuned writes only UTC)."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def print_json(data: Any) -> None:
@@ -109,7 +125,7 @@ def execution_dict(record: TestRun | RunRow, *, full: bool = False) -> dict[str,
         "source_revision": record.source_revision,
         "regressions": list(record.regressions or []),
         "attune_execution_id": record.attune_execution_id,
-        "execution_time": record.execution_time.isoformat(),
+        "execution_time": utc_iso(record.execution_time),
     }
     if full:
         data["result"] = record.result

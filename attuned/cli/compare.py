@@ -9,12 +9,11 @@ flaky); 2: no such pack, run or selector. The comparison is the regression gate'
 from __future__ import annotations
 
 import argparse
-from datetime import UTC
 from typing import Any
 
-from attuned.cli.common import add_common, colour, open_registry, print_json
+from attuned.cli.common import add_common, colour, open_registry, print_json, utc_iso
 from attuned.cli.verbs import help_of
-from attuned.store.models import TestRun, aware
+from attuned.store.models import TestRun
 from attuned.store.runs import RunComparison, compare_runs
 from attuned.testing.regressions import KINDS, Change, Thresholds
 
@@ -74,7 +73,7 @@ def run_dict(record: TestRun) -> dict[str, Any]:
         "run_id": record.id,
         "version": record.pack_version,
         "digest": record.pack_digest,
-        "execution_time": aware(record.execution_time).astimezone(UTC).isoformat(),
+        "execution_time": utc_iso(record.execution_time),
     }
 
 

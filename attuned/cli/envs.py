@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from attuned.cli.common import add_common, config_of, print_json, table
+from attuned.cli.common import add_common, config_of, counted, print_json, table
 from attuned.cli.verbs import help_of
 from attuned.envs.python import KEY_LENGTH, PythonEnvironments
 from attuned.registry import stored_pack_dirs, tester_for
@@ -104,7 +104,7 @@ def _gc(
         return 0
     for path in removed:
         print(f"removed {path}")
-    print(f"{len(removed)} environment(s) removed")
+    print(f"{counted(len(removed), 'environment')} removed")
     return 0
 
 

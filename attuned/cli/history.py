@@ -14,7 +14,15 @@ from typing import Any
 
 from sqlmodel import Session
 
-from attuned.cli.common import add_common, execution_dict, open_registry, print_json, table
+from attuned.cli.common import (
+    add_common,
+    counted,
+    execution_dict,
+    open_registry,
+    print_json,
+    table,
+    utc_iso,
+)
 from attuned.cli.verbs import help_of
 from attuned.errors import Problem, ValidationFailed
 from attuned.store import cases, repository, runs
@@ -183,7 +191,8 @@ def run(args: argparse.Namespace) -> int:
             if not args.json and where.limit is not None and args.limit is None:
                 total = runs.count(session, replace(where, limit=None))
                 if total > where.limit:
-                    print(f"({total - where.limit} older runs: --limit N or --all to see them)")
+                    older = counted(total - where.limit, "older run")
+                    print(f"({older}: --limit N or --all to see them)")
     return 0
 
 
@@ -249,7 +258,7 @@ def case_run_dict(row: runs.CaseRun) -> dict[str, Any]:
         "pack_version": row.pack_version,
         "pack_digest": row.pack_digest,
         "trigger_type": row.trigger_type,
-        "execution_time": aware(row.execution_time).astimezone(UTC).isoformat(),
+        "execution_time": utc_iso(row.execution_time),
         "case": row.case,
         "suite": row.suite,
         "name": row.name,
@@ -314,6 +323,44 @@ def show_run_cases(chosen: TestRun, found: list[Case], *, json: bool) -> None:
         for c in sorted(found, key=lambda c: c.key)
     ]
     print(table(rows, ["suite", "case", "status", "ms", "message"]))
+    for block in failure_output(found, chosen.result):
+        print(block)
+
+
+def failure_output(found: list[Case], result: dict[str, Any]) -> list[str]:
+    """Each failing case's whole message and captured output, which the table cuts to one
+    line: what an operator reads to see why."""
+    captured = _captured(result)
+    blocks = []
+    for case in sorted((c for c in found if c.failing), key=lambda c: c.key):
+        parts = [f"{case.status.upper()} {case_id(case.key)}:"]
+        if case.message and case.message.strip():
+            parts.append(_indented(case.message))
+        for stream, text in captured.get(case.key, {}).items():
+            parts.append(f"  {stream}:")
+            parts.append(_indented(text, "    "))
+        blocks.append("\n".join(parts))
+    return ["", *blocks] if blocks else []
+
+
+def _captured(result: dict[str, Any]) -> dict[tuple[str, str], dict[str, str]]:
+    """The stdout and stderr the stored result kept per case (suite, name), when it did."""
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for suite in result.get("test_suites") or []:
+        for case in suite.get("test_cases") or []:
+            streams = {
+                name: str(case[name]).rstrip()
+                for name in ("stdout", "stderr")
+                if case.get(name) and str(case[name]).strip()
+            }
+            key = (str(suite.get("name", "")), str(case.get("name", "")))
+            if streams:
+                found.setdefault(key, streams)
+    return found
+
+
+def _indented(text: str, prefix: str = "  ") -> str:
+    return "\n".join(prefix + line for line in text.rstrip().splitlines())
 
 
 def flaky_dict(report: runs.FlakyDigest) -> dict[str, Any]:
@@ -340,7 +387,7 @@ def show_flaky(found: list[runs.FlakyDigest], window: int, args: argparse.Namesp
         print_json([flaky_dict(r) for r in found])
         return
     if not found:
-        _nothing(args, f"flaky cases (within {window} runs of one digest)")
+        _nothing(args, f"flaky cases (within {counted(window, 'run')} of one digest)")
         return
     rows = [
         [

@@ -20,7 +20,8 @@ exit codes:
   3  conflict (pack already registered without --force; unregister with dependents)
   4  tests failed: the registration was rolled back (attuned test: the gate blocked;
      attuned reconcile --once: a pack is failed or blocked)
-  5  no daemon runs on the state directory (trigger; reconcile without --once)
+  5  no daemon runs on the state directory (trigger; reconcile without --once; status:
+     the daemon stopped or died)
   141  stdout was closed by its reader (| head)
 """
 

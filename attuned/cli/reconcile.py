@@ -10,7 +10,6 @@ from attuned.cli.common import add_common, config_of, print_json
 from attuned.cli.daemonlock import NoDaemon
 from attuned.cli.verbs import help_of
 from attuned.errors import AttunedError
-from attuned.report.log import configure_logging
 from attuned.report.status import read_status
 
 
@@ -39,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from attuned.reconcile.daemon import Daemon
 
-    configure_logging(args.log_level if args.log_level != "warning" else config.log.level)
+    # the log stays at --log-level, whose default is `warning` as for every verb but `run`
+    # (main() configured it): `log.level` is the daemon's
     daemon = Daemon(config)
     code = daemon.run_once()
     if args.json:

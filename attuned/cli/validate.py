@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from attuned.cli.common import add_common, print_json
+from attuned.cli.common import add_common, counted, print_json
 from attuned.cli.verbs import help_of
 from attuned.pack.loader import load_pack
 
@@ -38,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
     kinds: dict[str, int] = {}
     for component in pack.components:
         kinds[component.kind] = kinds.get(component.kind, 0) + 1
-    counted = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no components"
-    print(f"{pack.ref} {pack.version} is valid ({counted}; {len(pack.files)} files)")
+    components = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no components"
+    print(f"{pack.ref} {pack.version} is valid ({components}; {counted(len(pack.files), 'file')})")
     return 0

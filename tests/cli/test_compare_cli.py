@@ -96,7 +96,7 @@ def test_json_shape(cli: Attuned, scenario: Scenario) -> None:
     assert (shown["before"]["run_id"], shown["before"]["version"]) == (3, "1.0.0")
     assert (shown["after"]["run_id"], shown["after"]["version"]) == (4, "1.1.0")
     assert shown["after"]["digest"] == scenario.ran[3].digest
-    assert shown["after"]["execution_time"].endswith("+00:00")
+    assert shown["after"]["execution_time"].endswith("Z")
     kinds = ["newly_failing", "fixed", "new", "removed", "still_failing", "slower", "faster"]
     assert list(shown["cases"]) == [*kinds, "flaky"]
     assert shown["counts"] == {

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import structlog
 from attuned.cli.history import DEFAULT_LIMIT
 from attuned.cli.main import main
 from attuned.config import load_config
+from attuned.errors import AttunedError
 from attuned.registry import Registry
 from tests.store.test_runs import (
     BACKENDS,
@@ -178,6 +179,18 @@ def test_a_listed_run_is_shown_as_show_shows_it(cli: Attuned) -> None:
     assert brief == {k: v for k, v in newest.items() if k != "result"}
 
 
+def test_json_times_are_utc_with_a_z(cli: Attuned, made: Made) -> None:
+    """As every time attuned prints in JSON (the status file's, the events')."""
+    shown = [
+        *(r["execution_time"] for r in cli.json("history", "hello", "--limit", "2")),
+        *(r["execution_time"] for r in cli.json("history", "hello", "--case", "bravo")),
+        cli.json("history", "hello", "--cases")["run"]["execution_time"],
+    ]
+    assert all(t.endswith("Z") and "+" not in t for t in shown), shown
+    newest = datetime.fromisoformat(shown[0])
+    assert newest.utcoffset() == timedelta(0) and newest >= made.ran[-1].mark
+
+
 @pytest.mark.parametrize(
     ("flags", "keep"),
     [
@@ -297,11 +310,16 @@ def test_case_matching_nothing(cli: Attuned) -> None:
 def test_cases_of_the_newest_matching_run(cli: Attuned, made: Made) -> None:
     newest_failed = made.ids(lambda r: r.status == "failed")[0]
     out = cli("history", "hello", "--status", "failed", "--cases")
-    first, header, *rows = out.splitlines()
+    cases_table, _, failures = out.partition("\n\n")  # then each failing case's message
+    first, header, *rows = cases_table.splitlines()
     assert first.startswith(f"run #{newest_failed}: hello ")
     assert header.split() == ["SUITE", "CASE", "STATUS", "MS", "MESSAGE"]
     expected = made.ran[newest_failed - 1].cases
     assert {r.split()[1]: r.split()[2] for r in rows} == expected
+    failing = sorted(n for n, status in expected.items() if status == "failed")
+    assert [line for line in failures.splitlines() if not line.startswith(" ")] == [
+        f"FAILED tap::{name}:" for name in failing
+    ]
 
 
 def test_cases_of_a_named_run(cli: Attuned, made: Made) -> None:
@@ -404,3 +422,42 @@ def test_a_long_history_shows_the_newest_hundred_and_says_how_to_see_more(
     assert len(run_ids(cli("history", "hello", "--all"))) == DEFAULT_LIMIT + 3
     assert len(cli.json("history", "hello")) == DEFAULT_LIMIT
     assert len(cli.json("history", "hello", "--limit", "150")) == DEFAULT_LIMIT + 3
+
+
+LONG_DIAGNOSTIC = (
+    "got 4 after a wait far longer than the seventy-two columns of a table allow a message"
+)
+
+
+def test_cases_in_text_show_each_failing_cases_whole_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The table cuts a message to its first line; what follows it says why, in full."""
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'attuned.db'}")
+    pack = tmp_path / "hello"
+    (pack / "tests").mkdir(parents=True)
+    (pack / "pack.yaml").write_text(
+        "ref: hello\nlabel: Hello\nversion: 1.0.0\ntesting:\n  enabled: true\n  runners:\n"
+        "    tap: {type: script, entry_point: tests/run.sh, result_format: tap}\n"
+    )
+    script = pack / "tests/run.sh"
+    script.write_text(
+        "#!/bin/sh\necho 1..2\necho 'ok 1 - alpha'\necho 'not ok 2 - bravo'\n"
+        f"echo '  # {LONG_DIAGNOSTIC}'\n"
+    )
+    script.chmod(0o755)
+    registry = registry_of(config)
+    try:
+        with pytest.raises(AttunedError):  # rolled back: the run is in the history anyway
+            registry.register(pack)
+    finally:
+        registry.close()
+    cli = Attuned(config, capsys)
+
+    out = cli("history", "hello", "--cases")
+
+    messages = {c["name"]: c["message"] for c in cli.json("history", "hello", "--cases")["cases"]}
+    assert messages == {"alpha": None, "bravo": LONG_DIAGNOSTIC}
+    table_part, _, failures = out.partition("\n\n")
+    assert LONG_DIAGNOSTIC not in table_part  # cut there
+    assert failures.splitlines() == ["FAILED tap::bravo:", f"  {LONG_DIAGNOSTIC}"]

@@ -201,6 +201,7 @@ def test_install_script_dry_run_lists_every_step_and_changes_nothing() -> None:
     steps = [line[2:] for line in proc.stdout.splitlines() if line.startswith("+ ")]
     assert steps[0].endswith("-m venv /opt/attuned") or steps[0].startswith("/opt/attuned/bin/pip")
     expected = [
+        "ln -sfn /opt/attuned/bin/attuned /usr/local/bin/attuned",  # on PATH (the git hook)
         f"install -D -m 0644 {DEPLOY}/attuned.sysusers /etc/sysusers.d/attuned.conf",
         f"install -D -m 0644 {DEPLOY}/attuned.tmpfiles /etc/tmpfiles.d/attuned.conf",
         "/opt/attuned/bin/attuned config check --config /etc/attuned/attuned.yaml",

@@ -95,7 +95,7 @@ def test_a_component_file_without_a_ref_is_refused(make_pack: PackFactory) -> No
 @pytest.mark.parametrize(
     ("ref", "why"),
     [
-        ("core.tick", "is in pack 'core''s namespace, not 'hello'"),
+        ("core.tick", "is in the namespace of pack 'core', not 'hello'"),
         ("Hello.Tick", "must be lower-case"),
         ("hello.tick.extra", "exactly one dot"),
         ("tick", "exactly one dot"),
