@@ -158,7 +158,7 @@ class StateLock:
             holder = handle.read().strip() or "unknown"
             handle.close()
             raise AlreadyRunning(
-                f"another attuned (pid {holder}) is running on {self.path.parent}"
+                f"another attuned (pid {holder}) is running on {self.path.parent.absolute()}"
             ) from None
         handle.seek(0)
         handle.truncate()
