@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -61,3 +62,14 @@ def _shebang(script: Path) -> list[str]:
     if not first.startswith(b"#!"):
         return []
     return first[2:].decode("utf-8", "replace").strip().split(None, 1)
+
+
+def private_report_dir(report_dir: Path, prefix: str) -> Path:
+    """A directory of a runner's own under `report_dir`, so that one runner never reads
+    another's report, owned like `report_dir`: the test process may run as another user
+    (`testing.run_as`) and must be able to write its report there."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=report_dir))
+    owner = report_dir.stat()
+    if (owner.st_uid, owner.st_gid) != (os.getuid(), os.getgid()):
+        os.chown(directory, owner.st_uid, owner.st_gid)
+    return directory

@@ -3,19 +3,15 @@ test case even when the pack keeps the default `simple` format."""
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from attuned.testing.formats.junit import JUnitFormat
-from attuned.testing.runners.base import RunnerCommand, RunnerJob
+from attuned.testing.runners.base import RunnerCommand, RunnerJob, private_report_dir
 
 _NO_TESTS_COLLECTED = 5
 
 
 class PytestRunner:
     def command(self, job: RunnerJob) -> RunnerCommand:
-        # A directory of its own, so that one runner never reads another's report.
-        report = Path(tempfile.mkdtemp(prefix="pytest-", dir=job.report_dir)) / "junit.xml"
+        report = private_report_dir(job.report_dir, "pytest-") / "junit.xml"
         return RunnerCommand(
             argv=[
                 job.python,

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from attuned.testing import CaseStatus, TestExecutor
+from attuned.testing.settings import SandboxMode
+from tests.testing.conftest import FAST
 
 TESTS = """
 import pytest
@@ -81,3 +92,42 @@ def test_interpreter_without_pytest_fails_with_its_message(make_pack, tmp_path):
     assert (suite.total, suite.failed) == (1, 1)
     assert "No module named pytest" in (suite.stderr or "")
     assert (suite.test_cases[0].error_message or "").startswith("exited with code 1")
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")  # the test user cannot reach an interpreter under /root
+
+
+@pytest.fixture(scope="module")
+def nobody_python() -> Iterator[Path]:
+    """An interpreter with pytest that user `nobody` can run: a venv of the system Python
+    in a world-readable folder (pip installs pytest from the package index or its cache)."""
+    if os.getuid() != 0:
+        pytest.skip("testing.run_as needs root")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody' on this host")
+    if not SYSTEM_PYTHON.is_file():
+        pytest.skip(f"no {SYSTEM_PYTHON}")
+    root = Path(tempfile.mkdtemp(prefix="attuned-nobody-venv-"))
+    root.chmod(0o755)
+    try:
+        venv = root / "venv"
+        subprocess.run([str(SYSTEM_PYTHON), "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin/pip"), "install", "-q", "pytest"]
+        subprocess.run(pip, check=True, timeout=300)
+        yield venv / "bin/python"
+    finally:
+        shutil.rmtree(root)
+
+
+def test_an_unprivileged_test_user_writes_its_junit_report(run_pack, nobody_python: Path):
+    settings = FAST.model_copy(
+        update={"run_as": "nobody", "python": str(nobody_python), "sandbox": SandboxMode.NONE}
+    )
+    result = run_pack({"tests/test_math.py": TESTS}, {"py": py()}, settings=settings)
+
+    (suite,) = result.test_suites
+    # per case from the JUnit report, which `nobody` could not write into root's folder
+    assert (suite.total, suite.passed, suite.failed) == (5, 4, 1)
+    assert "tests.test_math.test_param[2]" in [c.name for c in suite.test_cases]
