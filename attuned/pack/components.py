@@ -361,7 +361,9 @@ class _Loader:
             )
         elif namespace != self.pack_ref:
             self.problem(
-                path, f"{ref!r} is in the namespace of pack {namespace!r}, not {self.pack_ref!r}", loc
+                path,
+                f"{ref!r} is in the namespace of pack {namespace!r}, not {self.pack_ref!r}",
+                loc,
             )
         else:
             return True
