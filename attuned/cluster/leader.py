@@ -4,8 +4,15 @@ The lock lives exactly as long as the session that took it. When the leader proc
 or its connection is cut, the server ends the session and frees the lock at once, and the
 next follower to poll `try_acquire()` leads. A silently dropped network is bounded by TCP
 keepalives, set on both ends: the server frees the lock, the old leader sees its check
-fail. The old leader only learns it lost the lock when it asks: `ensure_leader()` before
-every commit is what keeps it from writing.
+fail. The old leader only learns it lost the lock when it asks: `ensure_leader()` on its
+own connection, then `fence()` inside each write transaction right before COMMIT.
+
+A check on another connection leaves a window: a leader paused after it and deposed meanwhile
+would still commit. So each leader transaction also takes a *shared* transaction lock on the
+fence key and checks, in that transaction, that its election session still holds the leader
+lock; a new leader, once it holds the leader lock, takes the fence key *exclusively* for an
+instant. That barrier waits for every old commit already past its check (ending the sessions
+of those stuck there), and every later one finds the leader lock gone and rolls back.
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg import pq
 from psycopg.conninfo import make_conninfo
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import make_url
 
 from attuned.cluster.bounded import QueryTimeout, fetch_column
@@ -46,6 +55,29 @@ SELECT EXISTS (
 """
 _TRY_LOCK_SQL = "SELECT pg_try_advisory_lock($1)"
 _UNLOCK_SQL = "SELECT pg_advisory_unlock($1)"
+# the fence key: the leader key's halves as two int4 (pg_locks: same classid and objid,
+# objsubid = 2). A new leader's barrier, in autocommit: held exclusively for one statement
+_BARRIER_SQL = "SELECT pg_advisory_xact_lock($1::int4, $2::int4)"
+# the sessions of deposed leaders' transactions stuck past their fence; ending one rolls it back
+_END_FENCED_SQL = """
+SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+  AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.pid <> pg_backend_pid()
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+"""
+# inside a leader's write transaction: the fence key shared (until the transaction ends),
+# *then* is the leader lock still granted to the election session? One round trip: the
+# correlated subquery runs for the row the fence subquery made, so after the lock is taken
+_FENCE_SQL = """
+SELECT EXISTS (
+  SELECT 1 FROM pg_locks l
+  WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+    AND l.classid::bigint = :classid AND l.objid::bigint = :objid AND l.pid = :pid
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND fence.taken IS NOT NULL
+)
+FROM (SELECT pg_advisory_xact_lock_shared(:hi, :lo)::text AS taken OFFSET 0) AS fence
+"""
 
 
 @dataclass(frozen=True)
@@ -67,6 +99,29 @@ class ElectionSettings:
 
 class NotLeader(AttunedError):
     """This node must not write: it never led, released the lock, or lost it."""
+
+
+class FencedOut(NotLeader):
+    """A write transaction was refused right before COMMIT. `deposed`: another node may lead
+    now (this node's session no longer holds the lock); else only a newer term of this node
+    leads, and the transaction belonged to an older one."""
+
+    def __init__(self, message: str, *, deposed: bool) -> None:
+        super().__init__(message)
+        self.deposed = deposed
+
+
+@dataclass(frozen=True)
+class Term:
+    """One reign of this node: the `number`-th attempt to lead, won on backend `pid`."""
+
+    number: int
+    pid: int
+
+
+def _int4(half: int) -> int:
+    """An unsigned 32-bit key half as the signed int4 PostgreSQL's two-key functions take."""
+    return half - 2**32 if half >= 2**31 else half
 
 
 def libpq_conninfo(url: str, node: str, settings: ElectionSettings) -> str:
@@ -93,6 +148,7 @@ def libpq_conninfo(url: str, node: str, settings: ElectionSettings) -> str:
         f" -c tcp_keepalives_count={settings.keepalives_count}"
         " -c idle_session_timeout=0 -c idle_in_transaction_session_timeout=0"
         f" -c statement_timeout={max(1, int(settings.check_timeout * 1000))}"
+        f" -c lock_timeout={max(1, int(settings.check_timeout * 500))}"  # the barrier's wait
     )
     params["options"] = f"{params.get('options') or ''} {server}".strip()
     return make_conninfo(
@@ -118,14 +174,22 @@ class LeaderElection:
         self._conninfo = libpq_conninfo(url, node, settings)
         key = settings.lock_key
         self._key_halves = ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF)
+        self._fence_key = tuple(_int4(half) for half in self._key_halves)
         self._conn: psycopg.Connection[Any] | None = None
         self._leader = False
+        self._attempts = 0  # numbers the terms: counted before each attempt to lead
+        self._term: Term | None = None
         self._mutex = threading.RLock()
 
     @property
     def is_leader(self) -> bool:
         """What the last call found; no I/O."""
         return self._leader
+
+    @property
+    def term(self) -> Term | None:
+        """The reign going on now, if this node leads (as far as the last call found)."""
+        return self._term if self._leader else None
 
     @property
     def backend_pid(self) -> int | None:
@@ -166,6 +230,30 @@ class LeaderElection:
                 self._leader = False
                 raise NotLeader("the leader lock is no longer held by this node's session")
 
+    def fence(self, connection: Connection, term: Term | None) -> None:
+        """Inside a write transaction, right before COMMIT: raise FencedOut unless `term` (the
+        reign the transaction began in) still leads. The shared fence lock taken here lasts
+        until the transaction ends, so no new leader's barrier can pass before it commits."""
+        if term is None:
+            raise FencedOut(f"{self.node} is not the leader: nothing may be written", deposed=True)
+        (hi, lo), (classid, objid) = self._fence_key, self._key_halves
+        held = connection.execute(
+            text(_FENCE_SQL),
+            {"hi": hi, "lo": lo, "classid": classid, "objid": objid, "pid": term.pid},
+        ).scalar()
+        if not held:
+            raise FencedOut(
+                f"commit refused: the leader lock is no longer held by this node's session "
+                f"(backend {term.pid}, term {term.number}); another node may lead",
+                deposed=True,
+            )
+        if self._attempts != term.number:  # read after the fence: a re-election counts first
+            raise FencedOut(
+                f"commit refused: the transaction began in term {term.number}, this node "
+                f"has stood again since (term {self._attempts})",
+                deposed=False,
+            )
+
     def leader(self) -> str | None:
         """The node holding the lock now (its application_name without "attuned:")."""
         with self._mutex:
@@ -205,7 +293,28 @@ class LeaderElection:
     def _acquire(self, conn: psycopg.Connection[Any]) -> bool:
         if self._leader:  # session locks stack: do not take it twice, check it
             return self._query(conn, _OURS_SQL, *self._key_halves) == ["t"]
-        return self._query(conn, _TRY_LOCK_SQL, self.settings.lock_key) == ["t"]
+        self._attempts += 1  # before the lock: a transaction of an older term sees it changed
+        if self._query(conn, _TRY_LOCK_SQL, self.settings.lock_key) != ["t"]:
+            return False
+        self._barrier(conn)
+        self._term = Term(self._attempts, conn.info.backend_pid)
+        return True
+
+    def _barrier(self, conn: psycopg.Connection[Any]) -> None:
+        """Let the old leader's commits already past their fence end (for half of
+        `check_timeout`), then end the sessions of those still there: a deposed leader frozen
+        or cut off inside its commit must not hold off the takeover for as long as its
+        session lives. Raises (the caller drops the connection and the lock) if that fails."""
+        try:
+            self._query(conn, _BARRIER_SQL, *self._fence_key)
+            return
+        except QueryTimeout:
+            raise
+        except psycopg.OperationalError:  # lock_timeout: a commit is stuck past its fence
+            if conn.pgconn.status != pq.ConnStatus.OK:
+                raise
+        self._query(conn, _END_FENCED_SQL, *self._key_halves)
+        self._query(conn, _BARRIER_SQL, *self._fence_key)
 
     def _query(self, conn: psycopg.Connection[Any], sql: str, *params: int) -> list[str | None]:
         return fetch_column(conn, sql, params, self.settings.check_timeout)

@@ -2,14 +2,17 @@
 
 The leader (holder of a session advisory lock) plans, tests, registers and prunes; inside each
 of its transactions it stores the pack's content and announces the change, and it checks it
-still leads right before committing. Followers take no decisions: they keep their own pack
-store equal to the database, woken by NOTIFY, and try to take the lead every
-`cluster.poll_interval`. With SQLite there is one host and it always leads.
+still leads right before committing: on its election connection, then fenced inside the
+transaction itself (a leader deposed after the first check cannot commit). Followers take
+no decisions: they keep their own pack store equal to the database, woken by NOTIFY, and try
+to take the lead every `cluster.poll_interval`. With SQLite there is one host and it always leads.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -17,7 +20,13 @@ from sqlmodel import Session
 
 from attuned.cluster.archives import announce, prune_archives, store_archive
 from attuned.cluster.follower import Follower, SyncResult
-from attuned.cluster.leader import ElectionSettings, LeaderElection, NotLeader
+from attuned.cluster.leader import (
+    ElectionSettings,
+    FencedOut,
+    LeaderElection,
+    NotLeader,
+    Term,
+)
 from attuned.config import AttunedConfig
 from attuned.registry import CommitHooks, Registry
 from attuned.report.log import Event, get_logger
@@ -59,6 +68,8 @@ class ClusterRole:
             pack_committed=self._pack_committed,
             pack_removed=self._pack_removed,
         )
+        if not registry.db.is_sqlite:
+            registry.db.fence = self._fence
 
     # -- leadership -------------------------------------------------------------------------
 
@@ -124,6 +135,24 @@ class ClusterRole:
     def _before_commit(self, _session: Session) -> None:
         """A leader that lost its connection or lock must not write: NotLeader rolls back."""
         self.election.ensure_leader()
+
+    def _fence(self) -> Callable[[Session], None]:
+        """As a write transaction begins: its check, bound to the reign going on now."""
+        return partial(self._check_fence, self.election.term)
+
+    def _check_fence(self, term: Term | None, session: Session) -> None:
+        """Right before COMMIT, in the transaction: refuse it unless `term` still leads; a
+        deposed leader steps down at once (the daemon follows from its next turn)."""
+        try:
+            self.election.fence(session.connection(), term)
+        except FencedOut as exc:
+            if exc.deposed and self.role == "leader":
+                self.role = "follower"
+                self.election.close()  # its lock is gone; a fresh session stands again
+                log.warning(
+                    Event.CLUSTER_LEADERSHIP_LOST, node=self.node, error=str(exc), fenced=True
+                )
+            raise
 
     def _pack_committed(self, session: Session, record: RegisteredPack, version_dir: Path) -> None:
         store_archive(

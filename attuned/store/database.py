@@ -11,7 +11,7 @@ writes (a plain BEGIN that reads then writes fails with "database is locked" und
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
@@ -50,6 +50,9 @@ HEAD_REVISION = "0006"
 LEGACY_REVISIONS = frozenset({"0001", "0002", "0003"})
 # SQLite has no schemas: Attune's tables and attuned's own share the one file
 _NO_SCHEMAS = {OWN_SCHEMA: None, ATTUNE_SCHEMA: None}
+# a cluster leader's fencing (attuned.cluster): called as a write transaction begins, returns
+# the check to run in it right before COMMIT; the check raises to roll the transaction back
+Fence = Callable[[], Callable[[Session], None]]
 
 
 def _sqlite_engine(url: str, busy_timeout: float) -> Engine:
@@ -111,6 +114,7 @@ class Database:
         self.create_attune_tables = create_attune_tables
         self.engine = make_engine(url, busy_timeout)
         self._writer = self.engine.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+        self.fence: Fence | None = None  # set by a cluster node; None: every write commits
 
     @classmethod
     def from_config(cls, config: AttunedConfig) -> Database:
@@ -239,9 +243,13 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back if it raises."""
+        """One transaction: committed when the block ends, rolled back if it raises (or if
+        the fence, checked in the transaction right before COMMIT, refuses it)."""
         with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            check = self.fence() if self.fence is not None else None
             yield session
+            if check is not None:
+                check(session)
 
     def dispose(self) -> None:
         self.engine.dispose()

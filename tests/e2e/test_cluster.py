@@ -1,9 +1,12 @@
 """Several daemons, one PostgreSQL: one leader, followers serving byte-identical pack trees,
-failover after kill -9, and a follower catching up after being offline."""
+failover after kill -9, a leader paused between its leadership check and its commit (fenced
+out), and a follower catching up after being offline."""
 
 from __future__ import annotations
 
 import os
+import signal
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -127,6 +130,78 @@ def test_kill_leader_mid_test_run_new_leader_finishes_once(
     )
     assert latest == [("hello", "install", 1, 1)]  # its slow test: one case
     assert new_leader.events("cluster.leader.elected")
+
+
+# Loaded by the paused daemon's interpreter at start-up (PYTHONPATH): its `before_commit`
+# fault point (the registration checked that it leads and is written, not committed) stops
+# the whole process with SIGSTOP instead of killing it, once, as a GC pause or a frozen VM.
+# Sent to the calling thread: stopped before it takes one more step (a SIGSTOP sent to the
+# process may be taken by another thread, and this one runs on into its commit meanwhile).
+PAUSE_AT_COMMIT = """
+import os, signal, threading
+from pathlib import Path
+from attuned import faults
+
+_marker, _point = Path(os.environ["ATTUNED_TEST_PAUSED"]), faults.point
+
+def point(name):
+    if name == "before_commit" and not _marker.exists():
+        _marker.write_text(str(os.getpid()))
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
+    _point(name)
+
+faults.point = point
+"""
+
+
+def pause_at_commit(daemon: DaemonProcess) -> Path:
+    """Arm `daemon` to stop itself between its leadership check and its COMMIT; the path
+    that appears when it did."""
+    hooks = daemon.root / "pause-hooks"
+    hooks.mkdir(parents=True)
+    (hooks / "sitecustomize.py").write_text(textwrap.dedent(PAUSE_AT_COMMIT))
+    marker = daemon.root / "paused-at-commit"
+    path = os.pathsep.join(filter(None, [str(hooks), os.environ.get("PYTHONPATH")]))
+    daemon.env |= {"PYTHONPATH": path, "ATTUNED_TEST_PAUSED": str(marker)}
+    return marker
+
+
+def stopped(pid: int) -> bool:
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "T"
+
+
+def test_leader_paused_before_its_commit_and_deposed_commits_nothing(
+    node: Callable[[str], DaemonProcess], db_url: str
+) -> None:
+    old = node("a")
+    marker = pause_at_commit(old)
+    old.start()
+    wait_one_leader([old])
+    new = node("b").start()
+    old.drop("hello")
+    old.wait_for(lambda _s: marker.exists() and stopped(old.pid), what="paused before commit")
+    try:  # the server declares the paused leader's session dead (keepalives, a cut link)
+        ended = query(
+            db_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'attuned:a'",
+        )
+        assert ended == [(True,)]
+        wait_one_leader([new])  # it took the lead: its own registration waits for the old row
+    finally:
+        old.signal(signal.SIGCONT)
+    new.wait_pack("hello", "active", "1.0.0", timeout=30)
+    old.wait_for(lambda s: s["daemon"]["role"] == "follower", what="the old leader following")
+    assert not old.events("pack.registered")  # its commit rolled back: nothing to announce
+    writers = query(db_url, "SELECT DISTINCT node FROM attuned.outbox_event WHERE ref = 'hello'")
+    assert writers == [("b",)]
+    runs = query(db_url, "SELECT outcome FROM attuned.test_run WHERE pack_ref = 'hello'")
+    assert runs == [("registered",)]  # the new leader's; the old one wrote not even its abort
+    assert query(db_url, "SELECT count(*) FROM attune.pack WHERE ref = 'hello'") == [(1,)]
+    lost = old.events("cluster.leadership.lost")
+    assert [e.get("fenced") for e in lost] == [True], lost
+    assert "commit refused" in lost[0]["error"]
+    old.wait_pack("hello", "active", "1.0.0")  # and, following, it serves what b registered
 
 
 def test_follower_offline_during_three_upgrades_catches_up(
