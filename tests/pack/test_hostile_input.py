@@ -29,6 +29,8 @@ from attuned.yamlfile import (
     MAX_ALIAS_NODES,
     MAX_ALIASES,
     MAX_DEPTH,
+    MAX_MANIFEST_BYTES,
+    MAX_MARKS,
     MAX_YAML_BYTES,
     line_map,
     read_yaml,
@@ -349,23 +351,51 @@ def test_too_many_aliases() -> None:
     assert f"more than {MAX_ALIASES} aliases" in problem
 
 
-def test_a_huge_file_is_refused_before_parsing() -> None:
-    # valid YAML, so only the cap can refuse it
-    huge = MANIFEST + "meta:\n" + "".join(f"  k{i}: {'x' * 60}\n" for i in range(20_000))
-    assert len(huge) > MAX_YAML_BYTES
-    with pack_dir(huge) as root:
+@pytest.mark.parametrize(
+    ("name", "cap", "kind"),
+    [
+        ("pack.yaml", MAX_MANIFEST_BYTES, "a pack.yaml"),
+        ("actions/a.yaml", MAX_YAML_BYTES, "a YAML file"),
+    ],
+)
+def test_a_huge_file_is_refused_before_parsing(name: str, cap: int, kind: str) -> None:
+    # valid YAML, so only the cap can refuse it (60 bytes a key: not too dense either)
+    huge = MANIFEST + "meta:\n" + "".join(f"  k{i}: {'x' * 60}\n" for i in range(cap // 64))
+    assert len(huge) > cap
+    with pack_dir(files={name: huge}) as root:
+        [problem] = refused(root)
+    assert problem == f"{root / name}: {len(huge)} bytes, more than the {cap} {kind} may have"
+
+
+def test_files_just_under_the_caps_load() -> None:
+    text = MANIFEST + "meta: {blob: '" + "x" * (MAX_MANIFEST_BYTES - len(MANIFEST) - 20) + "'}\n"
+    assert len(text) <= MAX_MANIFEST_BYTES
+    big = "ref: hello.a\nrunner_type: shell\nentry_point: a.sh\ndescription: '"
+    big += "x" * (MAX_YAML_BYTES - len(big) - 2) + "'\n"
+    assert len(big) == MAX_YAML_BYTES
+    with pack_dir(text, {"actions/a.yaml": big, "actions/a.sh": "echo\n"}) as root:
+        pack = load_pack(root)
+    assert len(pack.manifest.meta["blob"]) > MAX_MANIFEST_BYTES - 100
+    assert len(pack.components[0].definition["description"]) > MAX_YAML_BYTES - 100
+
+
+def test_a_dense_file_is_refused_before_parsing() -> None:
+    # under the size cap, but each node would cost PyYAML microseconds: seconds in all
+    dense = "x: [" + "1," * MAX_MARKS + "1]\n"  # one `:`, one `[`, the commas
+    with pack_dir(files={"actions/a.yaml": dense}) as root:
         [problem] = refused(root)
     assert problem == (
-        f"{root / 'pack.yaml'}: {len(huge)} bytes, more than the {MAX_YAML_BYTES} "
-        "a YAML file may have"
+        f"{root / 'actions/a.yaml'}: too many keys and items: {MAX_MARKS + 2} of "
+        f"`:` `,` `-` `?` `[` `{{`, more than the {MAX_MARKS} a YAML file may have"
     )
 
 
-def test_a_file_just_under_the_cap_loads() -> None:
-    text = MANIFEST + "meta: {blob: '" + "x" * (MAX_YAML_BYTES - len(MANIFEST) - 20) + "'}\n"
-    assert len(text) <= MAX_YAML_BYTES
+def test_a_syntax_error_is_placed_by_bytes_not_characters() -> None:
+    # libyaml reports a bad character at a UTF-8 byte offset: 2 bytes per `é`
+    text = MANIFEST + "label: " + "é" * 40 + "\n" + "meta: {a: 1}\n" * 3 + "x: \x07\n"
     with pack_dir(text) as root:
-        assert len(load_pack(root).manifest.meta["blob"]) > MAX_YAML_BYTES - 100
+        [problem] = refused(root)
+    assert problem.startswith(f"{root / 'pack.yaml'}:9: invalid YAML: character '\\x07'")
 
 
 @pytest.mark.parametrize(
