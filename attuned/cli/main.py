@@ -19,7 +19,7 @@ exit codes:
   2  validation or usage error (bad pack.yaml, component, config or arguments)
   3  conflict (pack already registered without --force; unregister with dependents)
   4  tests failed: the registration was rolled back (attuned test: the gate blocked;
-     attuned reconcile --once: a pack is failed or blocked)
+     attuned reconcile --once: a pack is failed, invalid or blocked)
   5  no daemon runs on the state directory (trigger; reconcile without --once; status:
      the daemon stopped or died)
   141  stdout was closed by its reader (| head)

@@ -171,7 +171,7 @@ def test_plan_shows_the_next_pass_and_writes_nothing(
     assert packs["broken"]["action"] == "invalid" and packs["broken"]["components"] is None
     assert out["sources"] == [{"name": "local", "readable": True, "error": None, "revision": None}]
 
-    cli("reconcile", "--once")  # the broken pack's served version is kept
+    cli("reconcile", "--once", code=4)  # invalid: exit 4; the served version is kept
     after = cli("plan", "--exit-code").stdout.splitlines()
     assert after[-1] == (
         "0 to install, 0 to upgrade, 0 to reinstall, 0 to remove, 1 blocked, 2 unchanged"
