@@ -102,6 +102,8 @@ class Provenance:
     source_revision: str | None = None
     source_type: str = "local_directory"
     source_url: str | None = None  # default: `origin`
+    source_tree: str | None = None  # a git commit's tree id
+    signer: str | None = None  # who signed the commit (key fingerprint and principal)
 
 
 def about(pack: Pack | RegisteredPack, source: str | None, revision: str | None) -> dict[str, Any]:
