@@ -39,6 +39,7 @@ from attuned.pack.loader import Pack, load_pack
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.report.log import Event, get_logger
 from attuned.store import cases, outbox, repository
+from attuned.store import provenance as provenances
 from attuned.store.attune import reader
 from attuned.store.attune.rows import Installation
 from attuned.store.database import Database
@@ -102,6 +103,8 @@ class Provenance:
     source_revision: str | None = None
     source_type: str = "local_directory"
     source_url: str | None = None  # default: `origin`
+    source_tree: str | None = None  # a git commit's tree id
+    signer: str | None = None  # who signed the commit (key fingerprint and principal)
 
 
 def about(pack: Pack | RegisteredPack, source: str | None, revision: str | None) -> dict[str, Any]:
@@ -520,11 +523,13 @@ class Registry:
         force: bool,
     ) -> tuple[repository.Saved, list[EventRecord]]:
         """Attune's rows (pack, components, test execution), attuned's own (managed pack,
-        revision, test run), the events that tell of it and the cluster's duties, in one
-        transaction."""
+        revision, test run, provenance), the events that tell of it and the cluster's
+        duties, in one transaction."""
         trigger, outcome = decision.trigger, decision.outcome
         facts = about(pack, provenance.source, provenance.source_revision)
-        try:
+        tested_in = self.environments if result is not None else None
+        try:  # the files hashed before the write lock is taken
+            captured = provenances.capture(version_dir, pack.files, tested_in)
             with self._write_lock, self.db.write() as session:
                 saved = repository.save_pack(
                     session,
@@ -543,6 +548,7 @@ class Registry:
                 record = saved.pack
                 repository.record_activation(session, record, reason=trigger.value)
                 run_id, written = _store_run(session, result, trigger, outcome, facts)
+                provenances.record(session, record, provenance, captured, result, run_id)
                 self._tested_since_pruned.add(pack.ref)
                 if outcome is not Outcome.REGISTERED:
                     reason = result.gate.reason if result else ""

@@ -37,6 +37,7 @@ SCENARIOS = (
     "restart",
     "cli_startup",
     "first_sync",
+    "verify_latency",
 )
 
 

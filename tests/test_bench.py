@@ -29,6 +29,7 @@ SCENARIOS = {
     "restart",
     "cli_startup",
     "first_sync",
+    "verify_latency",
 }
 
 

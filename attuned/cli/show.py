@@ -46,6 +46,12 @@ NOT_LANDED = frozenset({"rolled_back", "aborted", "cancelled", "environment_fail
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("show", help=help_of("show"))
     parser.add_argument("ref")
+    parser.add_argument(
+        "--provenance",
+        action="store_true",
+        help="where the served version came from: source, commit, signer, tests, and the "
+        "sha256 of each file (as activated)",
+    )
     add_common(parser)
     parser.set_defaults(run=run)
 
@@ -82,6 +88,8 @@ class DaemonView:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.provenance:
+        return show_provenance(args)
     config = config_of(args)
     with open_registry(args, config) as registry, registry.db.read() as session:
         record = repository.get_pack(session, args.ref)
@@ -111,6 +119,53 @@ def run(args: argparse.Namespace) -> int:
         _print_attempt(attempt, record)
     _print_test(latest, record)
     return 0
+
+
+# -- provenance -----------------------------------------------------------------------------
+
+
+def show_provenance(args: argparse.Namespace) -> int:
+    """The record of the newest activation of the ref (the version served since)."""
+    from attuned.store import provenance
+
+    with open_registry(args) as registry, registry.db.read() as session:
+        found = provenance.latest(session, args.ref)
+    if found is None:
+        raise ValidationFailed(
+            [Problem(None, f"pack {args.ref!r} has no provenance record (never activated)")]
+        )
+    record = provenance.as_dict(found)
+    if args.json:
+        print_json(record)
+        return 0
+    for line in provenance_lines(record):
+        print(line)
+    return 0
+
+
+def provenance_lines(record: dict[str, Any]) -> list[str]:
+    tests = record["tests"]
+    lines = [
+        f"{record['pack']} {record['version']}, activated {record['activated_at']} "
+        f"on {record['host'] or '-'}",
+        f"  digest     {record['digest']}",
+        f"  source     {record['source'] or '(by hand)'} ({record['source_type']})",
+        f"  url        {record['source_url'] or '-'}",
+        f"  commit     {record['commit'] or '-'}",
+        f"  tree       {record['tree'] or '-'}",
+        f"  signer     {record['signer'] or '-'}",
+        "  tests      "
+        + (
+            "skipped"
+            if tests is None
+            else f"{tests['status']}, {tests['passed']}/{tests['total']} passed "
+            f"(run {record['test_run_id']})"
+        ),
+        f"  env lock   {record['env_lock'] or '-'}",
+        f"files ({len(record['files'])}, sha256):",
+    ]
+    lines.extend(f"  {sha}  {path}" for path, sha in record["files"].items())
+    return lines
 
 
 # -- what is known of the last attempt ------------------------------------------------------

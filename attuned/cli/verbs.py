@@ -20,6 +20,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "test": ("test", "run a pack's tests without registering anything"),
     "packs": ("packs", "list registered packs"),
     "show": ("show", "show a registered pack"),
+    "verify-store": (
+        "verify_store",
+        "hash every served pack's files again and compare them with their provenance",
+    ),
     "history": ("history", "test runs of a pack, newest first (filters, one case, flaky cases)"),
     "compare": ("compare", "what changed, case by case, between two test runs of a pack"),
     "unregister": ("unregister", "remove a registered pack"),
@@ -27,6 +31,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "envs": ("envs", "list or garbage-collect pack environments"),
     "db": ("db", "database schema migrations"),
     "config": ("config", "check or show the configuration"),
+    "verify": ("verify", "check that a git source's commit is signed by an allowed key"),
 }
 
 

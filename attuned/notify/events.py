@@ -41,6 +41,7 @@ SEVERITY: dict[str, str] = {
     Event.PACK_RUNTIME_LINKED: "info",
     Event.SOURCE_ERROR: "warning",
     Event.SOURCE_FETCHED: "info",
+    Event.SOURCE_VERIFICATION_FAILED: "warning",
     Event.CLUSTER_LEADER_ELECTED: "info",
 }
 OUTBOX_EVENTS = frozenset(SEVERITY)

@@ -60,6 +60,8 @@ class SourcePolicy:
             source_revision=candidate.source_revision,
             source_type=source_type,
             source_url=url,
+            source_tree=candidate.source_tree,
+            signer=candidate.signer,
         )
 
 

@@ -31,6 +31,10 @@ class Candidate:
     entry: str = ""  # the folder or archive name inside the source
     source_revision: str | None = None
     requires: tuple[Requirement, ...] = ()
+    # a git source's: the tree of `source_revision`, and who signed it ("unsigned
+    # (verification off)" when the source does not verify); recorded as provenance
+    source_tree: str | None = None
+    signer: str | None = None
 
 
 @dataclass(frozen=True)

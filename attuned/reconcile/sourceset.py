@@ -23,6 +23,7 @@ from attuned.report.status import SourceStatus, now
 
 if TYPE_CHECKING:  # pygit2 costs 11 MiB of RSS: imported only when a git source exists
     from attuned.reconcile.sources.git import GitSource
+    from attuned.reconcile.sources.git_verify import Unverified
 
     AnySource = DirectorySource | GitSource
 
@@ -56,7 +57,9 @@ class SourceSet:
         fresh: dict[str, AnySource] = {}
         for entry in config.sources:
             if self.configs.get(entry.name) == entry and entry.name in self.sources:
-                fresh[entry.name] = self.sources[entry.name]
+                kept = fresh[entry.name] = self.sources[entry.name]
+                if not isinstance(kept, DirectorySource):
+                    kept.reload()  # a changed allowed-signers file or keyring counts now
                 continue
             if isinstance(entry, DirectorySourceConfig):
                 if entry.create:
@@ -169,6 +172,9 @@ class SourceSet:
                     ref=source.last_ref,
                     url=redact(source.config.url),
                 )
+        held = getattr(source, "unverified", None)
+        if held is not None and result.state.error == held.error:
+            self._unverified(name, held)
         if result.state.readable:
             if self.counters is not None:
                 self.counters.source_succeeded(name, status.last_scan)
@@ -176,7 +182,10 @@ class SourceSet:
             status.invalid = [
                 {"entry": i.entry, "problems": list(i.problems[:5])} for i in result.invalid
             ]
-            status.error = status.error_since = None
+            if result.state.error is None:
+                status.error = status.error_since = None
+            elif status.error != result.state.error:  # held at its last verified commit
+                status.error, status.error_since = result.state.error, now()
             log.info(
                 Event.SOURCE_SCANNED,
                 source=name,
@@ -190,9 +199,10 @@ class SourceSet:
         else:
             if status.error != result.state.error:
                 status.error_since = now()
-                self.conditions.tell(
-                    "warning", Event.SOURCE_ERROR, source=name, error=result.state.error
-                )
+                if held is None:  # an unverified commit has its own event
+                    self.conditions.tell(
+                        "warning", Event.SOURCE_ERROR, source=name, error=result.state.error
+                    )
             status.error = result.state.error
         for invalid in result.invalid:
             self.conditions.report(
@@ -203,6 +213,17 @@ class SourceSet:
                 entry=invalid.entry,
                 reason="invalid: " + "; ".join(invalid.problems),
             )
+
+    def _unverified(self, name: str, held: Unverified) -> None:
+        """source.verification.failed, once per (commit, reason): in the log and the outbox."""
+        self.conditions.report(
+            f"unverified:{name}:{held.commit}",
+            Event.SOURCE_VERIFICATION_FAILED,
+            source=name,
+            revision=held.commit,
+            reason=held.reason,
+            signer=held.signer,
+        )
 
 
 def _location(config: AnySourceConfig) -> str:

@@ -47,6 +47,7 @@ class Event(StrEnum):
     SOURCE_FETCHED = "source.fetched"
     SOURCE_TRIGGERED = "source.triggered"
     SOURCE_ERROR = "source.error"
+    SOURCE_VERIFICATION_FAILED = "source.verification.failed"
     SOURCE_WATCH_FAILED = "source.watch.failed"
     SOURCE_WATCH_OVERFLOW = "source.watch.overflow"
     RECONCILE_STARTED = "reconcile.started"

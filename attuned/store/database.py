@@ -45,7 +45,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _BEGIN_OPTION = "attuned_sqlite_begin"
 # the newest migration under MIGRATIONS (tests/store/test_database.py checks it); lets a start
 # on an up-to-date schema skip alembic altogether
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 # revisions of the layout before attuned wrote Attune's tables (own tables in `public`)
 LEGACY_REVISIONS = frozenset({"0001", "0002", "0003"})
 # SQLite has no schemas: Attune's tables and attuned's own share the one file

@@ -159,6 +159,38 @@ class PackRevision(SQLModel, table=True):
     deactivation_reason: str | None = Field(default=None, max_length=32)
 
 
+class ActivationProvenance(SQLModel, table=True):
+    """Where each activated version came from and exactly what it was: written in the
+    activation's transaction, so nothing is ever served without it, and kept (the audit
+    trail). `files` lets `attuned verify-store` find a byte changed in the store since."""
+
+    __tablename__ = "activation_provenance"
+    __table_args__ = (
+        Index("ix_attuned_activation_provenance_ref", "pack_ref", "id"),
+        _IN_OWN_SCHEMA,
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    pack_ref: str = Field(max_length=255)
+    version: str = Field(max_length=64)
+    digest: str = Field(max_length=64)  # the pack's content digest (attuned.pack.content)
+    source: str | None = Field(default=None, max_length=255)  # None: registered by hand
+    source_type: str = Field(max_length=32)  # local_directory | local_archive | git
+    source_url: str | None = None  # credentials redacted
+    source_revision: str | None = Field(default=None, max_length=255)  # a git commit id
+    source_tree: str | None = Field(default=None, max_length=64)  # the commit's tree id
+    signer: str | None = None  # key and principal, or "unsigned (verification off)"
+    # relative path -> sha256 hex of the file's content, as served
+    files: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    test_run_id: int | None = None  # attuned's test_run.id; None when the tests were skipped
+    test_status: str | None = Field(default=None, max_length=16)
+    tests_passed: int | None = None
+    tests_total: int | None = None
+    env_lock: str | None = Field(default=None, max_length=64)  # the Python environment's key
+    host: str = Field(default="", max_length=255)
+    activated_at: datetime = _timestamp()
+
+
 class PackSuspension(SQLModel, table=True):
     """A ref the daemon must leave alone (`attuned suspend`), whatever its sources say."""
 

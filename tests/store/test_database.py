@@ -107,6 +107,7 @@ def test_attuned_keeps_its_own_tables_in_its_own_schema(postgres_url: str) -> No
             "outbox_event",
             "outbox_delivery",
             "test_case",
+            "activation_provenance",
         }
         assert public == []  # nothing of attuned's lands beside other applications
     finally:

@@ -5,6 +5,10 @@ cache already; packs whose folder did not change are not exported again. Any fai
 deleted branch, a missing tag, no tag in range, an unreachable host, refused credentials, a
 timeout) is an unreadable result, never an empty one, so nothing is pruned; it is answered
 again without network until an exponential backoff has passed.
+
+With `verify:`, the commit a poll finds is checked (git_verify) before any file of it is read:
+one not signed by an allowed key is held. The source answers its last verified result again,
+readable and unchanged, with the reason as its error (or, with none yet, is unreadable).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from attuned.reconcile.sources.git_cache import Cache, Collected
 from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.reconcile.sources.git_export import ExportError, PackExporter
 from attuned.reconcile.sources.git_remote import GitRemote, Polled, RemoteError, describe
+from attuned.reconcile.sources.git_verify import UNSIGNED_OFF, Unverified, Verdict, Verifier
 
 BACKOFF_CAP = 3600.0  # seconds: an hour at most between retries of a failing source
 BACKOFF_INTERVALS = 10  # ... and at most ten intervals
@@ -67,6 +72,10 @@ class GitSource:
         self._last: ScanResult | None = None
         self._error: ScanResult | None = None  # while failing: answered until _retry_at
         self._retry_at = 0.0  # time.monotonic()
+        self.unverified: Unverified | None = None  # the commit held now, and why
+        self.verifier = None
+        if config.verify is not None:
+            self.verifier = Verifier(config.verify, home=cache_dir / f"{config.name}.trust")
         creds = config.credentials
         if creds is not None and creds.known_hosts_file is not None:
             git_hostkeys.register(config.name, creds.known_hosts_file, cache_dir / ".ssh-home")
@@ -90,7 +99,10 @@ class GitSource:
             try:
                 self._cache.open()
                 polled = self._poll()
-                result = self._read(polled)
+                verdict = self._verify(polled)
+                if not verdict.ok:
+                    return self._held(polled, verdict)
+                result = self._read(polled, verdict.signer or UNSIGNED_OFF)
             except (RemoteError, ExportError) as exc:
                 return self._failed(str(exc))
             except (pygit2.GitError, OSError) as exc:  # the cache itself: start it afresh
@@ -116,9 +128,38 @@ class GitSource:
                 self._cache.discard()
                 return None
 
+    def reload(self) -> None:
+        """SIGHUP with this source's configuration unchanged: read its trusted keys again."""
+        if self.verifier is not None:
+            with self._lock:
+                self.verifier.load()
+
     def close(self) -> None:
         """The source was removed from the configuration: forget its host keys."""
         git_hostkeys.unregister(self.name)
+        if self.verifier is not None:
+            self.verifier.close()
+
+    def _verify(self, polled: Polled) -> Verdict:
+        if self.verifier is None:
+            return Verdict(True, None)
+        tag_name = polled.refname.removeprefix("refs/tags/")
+        tag = str(polled.tag) if polled.tag is not None else None
+        return self.verifier.check(self._cache.path, str(polled.commit), tag, tag_name)
+
+    def _held(self, polled: Polled, verdict: Verdict) -> ScanResult:
+        """Not activated: the last verified result again, with the reason as its error."""
+        held = Unverified(str(polled.commit), verdict.reason, verdict.signer)
+        self.unverified = held
+        self._schedule(self.config.interval)  # answered, without the network, until then
+        if self._last is None:
+            state = SourceState(self.name, readable=False, prune=self.prune, error=held.error)
+            self._error = ScanResult(state, stats={"unverified": 1})
+        else:
+            again = _again(self._last)
+            state = replace(again.state, error=held.error)
+            self._error = replace(again, state=state, stats={**again.stats, "unverified": 1})
+        return self._error
 
     def _poll(self) -> Polled:
         pin = self.config.ref.commit
@@ -139,13 +180,15 @@ class GitSource:
             raise RemoteError(f"{self.config.shown_url}: commit {pin} is on no branch or tag")
         return Polled("", found, fetched=True, received_objects=received)
 
-    def _read(self, polled: Polled) -> ScanResult:
+    def _read(self, polled: Polled, signer: str) -> ScanResult:
         repo = self._cache.open()
         self._cache.mark_current(polled.commit)
         try:
             candidates, invalid, stats = self._exporter.read(repo, polled.commit, self.config.path)
         except ExportError as exc:
             raise ExportError(f"{self.config.shown_url}: {exc}") from None
+        tree = str(repo[polled.commit].peel(pygit2.Commit).tree_id)
+        candidates = [replace(c, source_tree=tree, signer=signer) for c in candidates]
         stats |= {
             "candidates": len(candidates),
             "invalid": len(invalid),
@@ -157,7 +200,7 @@ class GitSource:
         return ScanResult(state, tuple(candidates), tuple(invalid), revision, stats)
 
     def _succeeded(self, result: ScanResult) -> ScanResult:
-        self._last, self._error = result, None
+        self._last, self._error, self.unverified = result, None, None
         self.failures, self.error_since = 0, None
         self.last_revision = result.revision
         self._schedule(self.config.interval)

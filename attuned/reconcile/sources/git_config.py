@@ -180,6 +180,69 @@ class GitCredentials(_Model):
         return "ssh" if self.ssh_key_file is not None else "http"
 
 
+_FINGERPRINT = re.compile(r"^(?:[0-9A-F]{40}|[0-9A-F]{64})$")
+VerifyMode = Literal["head", "tag", "tag_and_head"]
+
+
+class GitVerify(_Model):
+    """Which signatures make a commit trusted: git's own check, against these signers only."""
+
+    mode: VerifyMode = Field(
+        default="head", description="head: the commit; tag: the tag; tag_and_head: both"
+    )
+    ssh_allowed_signers: Path | None = Field(
+        default=None, description="git's gpg.ssh.allowedSignersFile format: principals and keys"
+    )
+    gpg_keyring: Path | None = Field(
+        default=None, description="exported OpenPGP public keys (binary or armored)"
+    )
+    gpg_fingerprints: tuple[str, ...] = Field(
+        default=(), description="of the keyring's keys, the ones whose signatures count"
+    )
+
+    @field_validator("ssh_allowed_signers", "gpg_keyring")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} does not exist or is not a file")
+        return value
+
+    @field_validator("gpg_fingerprints", mode="before")
+    @classmethod
+    def _fingerprints(cls, value: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            return value
+        found = []
+        for item in value:
+            text = "".join(str(item).split()).upper().removeprefix("0X")
+            if not _FINGERPRINT.match(text):
+                raise ValueError(
+                    f"{item!r} is not a full OpenPGP key fingerprint (40 or 64 hex digits)"
+                )
+            found.append(text)
+        return tuple(found)
+
+    @model_validator(mode="after")
+    def _some_signer(self) -> GitVerify:
+        if self.ssh_allowed_signers is None and self.gpg_keyring is None:
+            raise ValueError("verify needs ssh_allowed_signers or gpg_keyring (or both)")
+        if self.gpg_keyring is not None and not self.gpg_fingerprints:
+            raise ValueError(
+                "verify.gpg_keyring needs verify.gpg_fingerprints: the keys whose signatures count"
+            )
+        if self.gpg_fingerprints and self.gpg_keyring is None:
+            raise ValueError("verify.gpg_fingerprints needs verify.gpg_keyring")
+        return self
+
+    @property
+    def tags(self) -> bool:
+        return self.mode in ("tag", "tag_and_head")
+
+    @property
+    def heads(self) -> bool:
+        return self.mode in ("head", "tag_and_head")
+
+
 class GitSourceConfig(_Model):
     """A repository whose commit, at `ref`, is the desired set of packs."""
 
@@ -198,6 +261,9 @@ class GitSourceConfig(_Model):
     regressions: Literal["block", "warn", "ignore"] | None = Field(
         default=None, description="default: the pack's testing.regressions, else testing's"
     )
+    verify: GitVerify | None = Field(
+        default=None, description="activate only commits signed by an allowed key"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -212,6 +278,11 @@ class GitSourceConfig(_Model):
     def _check(self) -> GitSourceConfig:
         check_ref(self.name.replace(".", "-"))
         self._check_credentials(self.transport)
+        if self.verify is not None and self.verify.tags and self.ref.kind not in ("tag", "semver"):
+            raise ValueError(
+                f"verify.mode {self.verify.mode} checks a tag's signature: it needs ref.tag or "
+                f"ref.semver, not ref.{self.ref.kind}"
+            )
         return self
 
     def _check_credentials(self, transport: Transport) -> None:

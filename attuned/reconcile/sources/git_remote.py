@@ -54,6 +54,7 @@ class Polled:
     commit: pygit2.Oid
     fetched: bool
     received_objects: int = 0
+    tag: pygit2.Oid | None = None  # an annotated tag's own object, when `refname` is one
 
 
 def raise_socket_timeouts(seconds: float) -> None:
@@ -263,13 +264,18 @@ class GitRemote:
         remote = repo.remotes.create_anonymous(self.url)
         callbacks = _Callbacks(self.config.credentials, deadline)
         remote.connect(callbacks=callbacks)
-        refname, commit = resolve(self.config.ref, advertised(remote.list_heads(connect=False)))
-        if _has_commit(repo, commit):
-            return Polled(refname, commit, fetched=False)
+        heads = list(remote.list_heads(connect=False))
+        refname, commit = resolve(self.config.ref, advertised(heads))
+        tag = _tag_object(heads, refname, commit)
+        if _has_commit(repo, commit) and (tag is None or tag in repo):
+            return Polled(refname, commit, fetched=False, tag=tag)
         received = self._fetch(remote, [f"+{refname}:{refname}"], callbacks, deadline)
         # a push between the listing and the fetch: the ref as fetched is the newer truth
-        fetched = repo.references[refname].peel(pygit2.Commit).id
-        return Polled(refname, fetched, fetched=True, received_objects=received)
+        ref = repo.references[refname]
+        fetched = ref.peel(pygit2.Commit).id
+        tagged = repo.get(ref.target)
+        tag = tagged.id if isinstance(tagged, pygit2.Tag) else None
+        return Polled(refname, fetched, fetched=True, received_objects=received, tag=tag)
 
     def _fetch_everything(self, deadline: Deadline) -> int:
         repo = pygit2.Repository(str(self.cache))
@@ -296,6 +302,14 @@ class GitRemote:
         self.depth = 0  # this server cannot do shallow: fetch whole history from now on
         callbacks = _Callbacks(self.config.credentials, deadline)
         return remote.fetch(specs, callbacks=callbacks, depth=0).received_objects
+
+
+def _tag_object(heads: Iterable[Any], refname: str, commit: pygit2.Oid) -> pygit2.Oid | None:
+    """The annotated tag object `refname` names (its listing differs from the peeled commit)."""
+    if not refname.startswith("refs/tags/"):
+        return None
+    listed = next((h.oid for h in heads if h.name == refname), None)
+    return listed if listed is not None and listed != commit else None
 
 
 def _has_commit(repo: pygit2.Repository, oid: pygit2.Oid) -> bool:
