@@ -879,7 +879,9 @@ class Daemon:
             counts[key] = counts.get(key, 0) + 1
         for pack in self.packs.values():
             counts[f"state_{pack.state}"] = counts.get(f"state_{pack.state}", 0) + 1
-        self.any_failed = any(p.state in ("failed", "invalid", "blocked") for p in self.packs.values())
+        self.any_failed = any(
+            p.state in ("failed", "invalid", "blocked") for p in self.packs.values()
+        )
         duration_ms = int((time.monotonic() - started_mono) * 1000)
         self.last_reconcile = ReconcileSummary(
             started_at=started,
