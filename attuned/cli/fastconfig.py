@@ -51,7 +51,16 @@ _COMMON_SOURCE_KEYS = {"name", "type", "path", "prune", "skip_tests", "force", "
 SOURCE_KEYS = {
     "directory": frozenset({*_COMMON_SOURCE_KEYS, "create"}),
     "git": frozenset(
-        {*_COMMON_SOURCE_KEYS, "url", "ref", "interval", "jitter", "timeout", "credentials"}
+        {
+            *_COMMON_SOURCE_KEYS,
+            "url",
+            "ref",
+            "interval",
+            "jitter",
+            "timeout",
+            "credentials",
+            "verify",
+        }
     ),
 }
 # what each type needs, and of which YAML type: the full loader explains a missing one

@@ -6,13 +6,15 @@ is computed from what happened, so it cannot disagree with the database.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from attuned.reconcile.apply import StepOutcome, StepResult
 from attuned.reconcile.model import ActionKind, FailureKind, InvalidCandidate, Memory, Plan
-from attuned.report.status import LastTest, PackState, PackStatus
+from attuned.report.status import FAILED_CASES_SHOWN, LastTest, PackState, PackStatus
+from attuned.testing.results import PackTestResult
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ def landed(previous: PackStatus | None, result: StepResult, now: datetime) -> Pa
         return PackStatus(state="removed", source=source, reason=result.action.reason)
     if candidate is None:
         return None
+    tested = result.registration.test_result if result.registration is not None else None
     return PackStatus(
         state="active",
         version=candidate.version,
@@ -140,6 +143,28 @@ def landed(previous: PackStatus | None, result: StepResult, now: datetime) -> Pa
         source=candidate.source,
         active_since=now,
         reason=result.action.reason,
+        # the run that just passed; tests skipped: the newest run stays the newest
+        last_test=_last_test(tested) if tested else previous.last_test if previous else None,
+    )
+
+
+def _last_test(tested: PackTestResult) -> LastTest:
+    """The status of a run this pass made, as the database will give it after the pass."""
+    failing = (
+        f"{suite.name}::{case.name}"
+        for suite in tested.test_suites
+        for case in suite.test_cases
+        if case.status.value not in ("passed", "skipped")
+    )
+    return LastTest(
+        status=tested.status.value,
+        passed=tested.passed,
+        total=tested.total_tests,
+        at=tested.execution_time,
+        version=tested.pack_version,
+        regressions=list(tested.gate.regressions),
+        reason=tested.gate.reason,
+        failed_cases=list(itertools.islice(failing, FAILED_CASES_SHOWN)),
     )
 
 

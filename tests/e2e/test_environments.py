@@ -26,8 +26,11 @@ def test_an_environment_failure_is_retried_until_the_dependency_can_be_installed
         )
         staged.path.rename(daemon.folder / "needs-two")
         daemon.wait_for(lambda _s: bool(daemon.events("env.failed")), 60, "env.failed")
-        pending = daemon.wait_pack("needs-two", "pending")
-        assert pending["version"] is None
+        # listed pending from the moment it is planned; then with the failure's reason
+        pending = daemon.wait_for(
+            lambda s: bool(s["packs"].get("needs-two", {}).get("last_error")), what="the error"
+        )["packs"]["needs-two"]
+        assert (pending["state"], pending["version"]) == ("pending", None)
         assert "No matching distribution found for attuned_fixture_lib==2.0" in (
             pending["last_error"] or ""
         )
