@@ -161,6 +161,9 @@ def backend_alive(url: str, pid: int) -> bool:
         )
 
 
+BUSY = 0.2  # seconds a transaction past its fence keeps working
+
+
 def test_a_new_leader_waits_for_a_commit_already_past_its_fence(
     node: Node, postgres_url: str
 ) -> None:
@@ -175,8 +178,9 @@ def test_a_new_leader_waits_for_a_commit_already_past_its_fence(
                 connection = session.connection()
                 ended["pid"] = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
                 old.election.fence(connection, old.election.term)  # holds the fence
+                ended["fenced_at"] = time.monotonic()
                 past_fence.set()
-                time.sleep(0.2)  # still busy; the write's own fence will refuse it then
+                time.sleep(BUSY)  # still busy; the write's own fence will refuse it then
         finally:
             ended["at"] = time.monotonic()
 
@@ -187,7 +191,9 @@ def test_a_new_leader_waits_for_a_commit_already_past_its_fence(
     won = time.monotonic()
     thread.join(timeout=10)
     assert [type(e) for e in errors] == [FencedOut]
-    assert ended["at"] <= won  # the transaction ended before the new leader could lead
+    # the new leader could lead only once the transaction had ended, not while it was busy
+    # (the thread's own clock reading after its rollback may come a hair after the database's)
+    assert won - ended["fenced_at"] >= BUSY
     assert backend_alive(postgres_url, ended["pid"])  # waited for, not ended
 
 
