@@ -80,3 +80,28 @@ class TestsFailed(AttunedError):
 
     exit_code = 4
     __test__ = False  # not a pytest class
+
+
+class StoreError(AttunedError):
+    """The pack store's files are not what the store expects (a hand-made directory, say)."""
+
+
+class EnvironmentFailed(AttunedError):
+    """A pack's Python environment could not be prepared; `stdout`/`stderr` hold the build's
+    log and `build_exit_code` its tool's exit code (the CLI exits 1, as for any error)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        stdout: str = "",
+        stderr: str = "",
+        build_exit_code: int | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.stdout = stdout
+        self.stderr = stderr
+        self.build_exit_code = build_exit_code
+        self.cancelled = cancelled

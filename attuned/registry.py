@@ -22,12 +22,13 @@ from sqlmodel import Session
 
 from attuned import faults
 from attuned.config import AttunedConfig
-from attuned.envs.python import EnvironmentFailed, PythonEnvironments
+from attuned.envs.python import PythonEnvironments
 from attuned.envs.tester import PackTester, TestRun
 from attuned.errors import (
     AttunedError,
     ConflictError,
     DependencyError,
+    EnvironmentFailed,
     Problem,
     TestsFailed,
     ValidationFailed,

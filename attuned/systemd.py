@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
+from attuned.durations import ago
 from attuned.report.status import Status
 
 _KEY = re.compile(r"[A-Z_][A-Z0-9_]*")
@@ -190,16 +191,6 @@ class WatchdogPinger:
 _MENTIONED_WHEN_ANY = ("pending", "suspended", "kept")
 
 
-def _ago(seconds: float) -> str:
-    if seconds < 10:
-        return f"{max(seconds, 0):.1f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def summary_line(status: Status, *, at: datetime | None = None) -> str:
     """The STATUS= line: '14 active, 1 failing, last pass 0.3 s ago' ('failing': failed or
     blocked), prefixed with the phase when it is not idle, and the error when degraded."""
@@ -216,7 +207,7 @@ def summary_line(status: Status, *, at: datetime | None = None) -> str:
     else:
         moment = at if at is not None else datetime.now(UTC)
         seconds = (moment - status.last_reconcile.finished_at).total_seconds()
-        parts.append(f"last pass {_ago(seconds)} ago")
+        parts.append(f"last pass {ago(seconds)} ago")
     line = ", ".join(parts)
     phase = status.daemon.phase
     if phase == "degraded":

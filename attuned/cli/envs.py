@@ -10,6 +10,7 @@ from typing import Any
 
 from attuned.cli.common import add_common, config_of, counted, print_json, table
 from attuned.cli.verbs import help_of
+from attuned.durations import ago
 from attuned.envs.python import KEY_LENGTH, PythonEnvironments
 from attuned.registry import stored_pack_dirs, tester_for
 from attuned.store.packstore import PackStore
@@ -83,7 +84,7 @@ def _list(
                 [
                     row["key"][:KEY_LENGTH],
                     f"{row['size_bytes'] / 1e6:.1f} MB",
-                    _ago(now - datetime.fromisoformat(row["last_used"]).timestamp()),
+                    ago(now - datetime.fromisoformat(row["last_used"]).timestamp()) + " ago",
                     ", ".join(row["used_by"]) or ("-" if row["complete"] else "(incomplete)"),
                     ", ".join(row["requirements"]),
                 ]
@@ -106,13 +107,3 @@ def _gc(
         print(f"removed {path}")
     print(f"{counted(len(removed), 'environment')} removed")
     return 0
-
-
-def _ago(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f} h ago"
-    return f"{seconds / 86400:.0f} d ago"

@@ -22,7 +22,7 @@ from sqlmodel import Session
 from attuned.cli.common import add_common, colour, config_of, print_json
 from attuned.cli.verbs import help_of
 from attuned.config import AttunedConfig, DirectorySourceConfig
-from attuned.errors import AttunedError, Problem, ValidationFailed, headline
+from attuned.errors import AttunedError, Problem, StoreError, ValidationFailed, headline
 from attuned.reconcile import facts, inplace, preview
 from attuned.reconcile.inplace import Scanned
 from attuned.reconcile.model import Memory
@@ -32,7 +32,7 @@ from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.store import repository
 from attuned.store.attune.reader import ComponentRow
 from attuned.store.database import Database
-from attuned.store.packstore import PackStore, StoreError
+from attuned.store.packstore import PackStore
 from attuned.store.repository import RegisteredPack
 
 _LABEL = {"noop": "no change"}

@@ -34,6 +34,7 @@ from attuned.cli.common import (
 )
 from attuned.cli.daemonlock import LOCK_NAME, NO_DAEMON, holder
 from attuned.cli.verbs import help_of
+from attuned.durations import ago
 from attuned.errors import AttunedError
 
 _STATE_COLOUR = {
@@ -321,12 +322,7 @@ def _ago(value: str | None) -> str:
     moment = _moment(value)
     if moment is None:
         return "-"
-    seconds = (datetime.now(UTC) - moment).total_seconds()
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
+    return ago((datetime.now(UTC) - moment).total_seconds()) + " ago"
 
 
 def _regressed(pack: dict[str, Any]) -> str:

@@ -54,8 +54,9 @@ class Verdict:
 
 def run(args: argparse.Namespace) -> int:
     """Exit 1 means a difference, so every error exits 2 (`error_exit`)."""
+    from attuned.errors import StoreError
     from attuned.store.database import Database
-    from attuned.store.packstore import PackStore, StoreError
+    from attuned.store.packstore import PackStore
 
     config = config_of(args)
     store = PackStore(config.packs_path)

@@ -21,12 +21,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from attuned.cluster.archives import NOTIFY_CHANNEL, load_archive, unpack_verified
-from attuned.errors import AttunedError
+from attuned.errors import AttunedError, StoreError
 from attuned.pack.content import list_files
 from attuned.reconcile.archive import ArchiveLimits
 from attuned.store import repository
 from attuned.store.database import Database
-from attuned.store.packstore import PackStore, StoreError, version_dirname
+from attuned.store.packstore import PackStore, version_dirname
 
 _UNPACK_PREFIX = "unpack-"
 # a silently dropped network must not leave LISTEN waiting forever (libpq TCP keepalives)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from attuned.envs.settings import EnvironmentSettings, redact_url
+from attuned.errors import EnvironmentFailed
 from attuned.pack.requirements import normalize, stored_requirements
 from attuned.report.log import Event, get_logger
 from attuned.testing.environment import PackEnvironment
@@ -88,26 +89,6 @@ print(json.dumps({"version": sys.version, "executable": sys.executable, "site": 
 """
 
 
-class EnvironmentFailed(Exception):
-    """The environment could not be prepared; `stdout`/`stderr` hold the build's log."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        stdout: str = "",
-        stderr: str = "",
-        exit_code: int | None = None,
-        cancelled: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.stdout = stdout
-        self.stderr = stderr
-        self.exit_code = exit_code
-        self.cancelled = cancelled
-
-
 @dataclass(frozen=True)
 class Interpreter:
     path: str  # as configured (made absolute): what tests run with
@@ -153,7 +134,7 @@ class _BuildLog:
             message,
             stdout="".join(self.stdout),
             stderr="".join(self.stderr),
-            exit_code=outcome.returncode if outcome else None,
+            build_exit_code=outcome.returncode if outcome else None,
             cancelled=outcome is not None and outcome.ending is Ending.CANCELLED,
         )
 

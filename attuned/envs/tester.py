@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from attuned.envs.python import EnvironmentFailed, PythonEnvironments
+from attuned.envs.python import PythonEnvironments
 from attuned.envs.runtimes import missing_runtimes
+from attuned.errors import EnvironmentFailed
 from attuned.pack.manifest import PackManifest, TestingSection
 from attuned.pack.requirements import declared_requirements
 from attuned.report.log import Event, get_logger
@@ -125,7 +126,7 @@ def error_result(
         failed=0,
         skipped=0,
         duration_ms=duration_ms,
-        exit_code=failure.exit_code if failure else None,
+        exit_code=failure.build_exit_code if failure else None,
         stdout=(failure.stdout or None) if failure else None,
         stderr=(failure.stderr or None) if failure else None,
     )

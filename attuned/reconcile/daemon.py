@@ -38,7 +38,7 @@ from attuned.reconcile.apply import (
 )
 from attuned.reconcile.debounce import Debouncer
 from attuned.reconcile.drift import DriftCheck
-from attuned.reconcile.memory import remember, with_suspended
+from attuned.reconcile.memory import backoff, remember, with_suspended
 from attuned.reconcile.model import ActionKind, Desired, FailureKind, Memory, Plan
 from attuned.reconcile.planner import plan as make_plan
 from attuned.reconcile.snapshots import SnapshotStore
@@ -910,10 +910,8 @@ class Daemon:
         the backoff ends, and the status file says so, with when it is tried again."""
         self.counters.count_pass(ok=False)
         self._db_failures += 1
-        delay = min(
-            self.config.reconcile.retry_initial * 2 ** (self._db_failures - 1),
-            self.config.reconcile.retry_max,
-        )
+        settings = self.config.reconcile
+        delay = backoff(self._db_failures, settings.retry_initial, settings.retry_max)
         self.phase = "degraded"
         self.error = headline(exc)
         self._backoff_until = time.monotonic() + delay

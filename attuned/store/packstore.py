@@ -30,6 +30,7 @@ import uuid
 from pathlib import Path
 
 from attuned import faults
+from attuned.errors import StoreError
 from attuned.pack.content import PackFile, copy_files, digest, list_files
 from attuned.pack.versions import is_version
 
@@ -117,10 +118,6 @@ def _clone_files(source: Path, files: list[PackFile], target: Path) -> str:
         finally:
             os.close(src)
     return digest(target, files)
-
-
-class StoreError(RuntimeError):
-    """The store's files are not what the store expects (a hand-made directory, say)."""
 
 
 class PackStore:

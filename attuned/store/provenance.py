@@ -65,7 +65,7 @@ def file_digests(pack_dir: Path, files: Sequence[PackFile]) -> dict[str, str]:
 def environment_key(environments: PythonEnvironments | None, pack_dir: Path) -> str | None:
     """The key of the Python environment the pack's tests use (a hash of the interpreter,
     the normalized requirements and the index); None without requirements."""
-    from attuned.envs.python import EnvironmentFailed
+    from attuned.errors import EnvironmentFailed
 
     if environments is None:
         return None

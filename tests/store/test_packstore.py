@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from attuned.errors import StoreError
 from attuned.pack.content import digest, list_files
-from attuned.store.packstore import PackStore, StoreError, version_dirname
+from attuned.store.packstore import PackStore, version_dirname
 from tests.conftest import PackFactory
 
 
