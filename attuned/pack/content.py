@@ -116,7 +116,9 @@ def list_files(pack_dir: Path) -> list[PackFile]:
     return files
 
 
-def _header(item: PackFile) -> bytes:
+def digest_header(item: PackFile) -> bytes:
+    """What `digest` hashes before a file's bytes: its path, executable bit and size (a
+    bounded copy elsewhere must spell it the same to produce the same digest)."""
     return f"{item.relpath}\0{int(item.executable)}\0{item.size}\0".encode()
 
 
@@ -133,7 +135,7 @@ def digest(
     read = read or {}
     hasher = hashlib.sha256()
     for item in files:
-        hasher.update(_header(item))
+        hasher.update(digest_header(item))
         path = str(pack_dir / item.relpath)
         known = read.get(path)
         if known is not None:
@@ -169,7 +171,7 @@ def copy_files(pack_dir: Path, files: list[PackFile], target: Path) -> str:
         if parent not in made:
             os.makedirs(f"{dest}/{parent}", exist_ok=True)
             made.add(parent)
-        hasher.update(_header(item))
+        hasher.update(digest_header(item))
         _copy_one(f"{source}/{item.relpath}", f"{dest}/{item.relpath}", item, hasher)
     return hasher.hexdigest()
 

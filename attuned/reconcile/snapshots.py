@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from attuned import faults
 from attuned.errors import AttunedError, Problem, ValidationFailed
-from attuned.pack.content import IGNORED_NAMES, PackFile, digest, list_files
+from attuned.pack.content import IGNORED_NAMES, PackFile, digest, digest_header, list_files
 from attuned.pack.loader import Pack, load_pack
 from attuned.reconcile.limits import PackLimits, check_files, check_tree, refusal
 
@@ -449,8 +449,7 @@ def _copy_listed(source_dir: Path, files: list[PackFile], target: Path, limits: 
         if parent not in made:
             os.makedirs(target / parent, exist_ok=True)
             made.add(parent)
-        # the header of `content.digest`: path, executable bit, listed size
-        hasher.update(f"{item.relpath}\0{int(item.executable)}\0{item.size}\0".encode())
+        hasher.update(digest_header(item))
         source = source_dir / item.relpath
         if _copy_one(source, target / item.relpath, item, hasher):
             grown = os.lstat(source).st_size
