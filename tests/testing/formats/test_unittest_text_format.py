@@ -12,6 +12,7 @@ from attuned.testing import CaseStatus
 from attuned.testing.formats.base import RunnerOutput
 from attuned.testing.formats.unittest_json import UnittestJsonFormat
 from attuned.testing.formats.unittest_text import REPORT_CASE, UnittestTextFormat
+from tests.testing.runners.test_unittest_runner import OPERATOR_SHAPE  # 10 pass, 28+11 fail
 
 OUTCOMES = '''
 import unittest
@@ -43,19 +44,6 @@ class Outcomes(unittest.TestCase):
             with self.subTest(row=row):
                 self.assertLess(row, 1)
 '''
-
-OPERATOR_SHAPE = "\n".join(
-    [
-        "import unittest",
-        "class Pack(unittest.TestCase):",
-        *(f"    def test_pass_{n:02}(self): pass" for n in range(10)),
-        *(f"    def test_error_{n:02}(self): raise KeyError({n})" for n in range(11)),
-        "    def test_table(self):",
-        "        for row in range(28):",
-        "            with self.subTest(row=row):",
-        "                self.assertEqual(row, -1)",
-    ]
-)
 
 
 def unittest_stderr(tmp_path: Path, code: str) -> str:
