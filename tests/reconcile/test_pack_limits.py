@@ -4,12 +4,10 @@ a real daemon: refused before anything is copied, with the file and the cap name
 from __future__ import annotations
 
 import os
-import sys
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pygit2
 import pytest
@@ -21,31 +19,7 @@ from attuned.reconcile.limits import MiB, PackLimits
 from attuned.reconcile.snapshots import SnapshotChanged, SnapshotStore
 from attuned.reconcile.sources.git_export import PackExporter
 from tests.conftest import PackFactory
-
-
-class _Opened:
-    """Every path this process opens while recording (a CPython audit hook: no mocks)."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] | None = None
-        sys.addaudithook(self._hook)
-
-    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
-        if event == "open" and self.paths is not None and isinstance(args[0], str | os.PathLike):
-            self.paths.append(os.fspath(args[0]))
-
-    @contextmanager
-    def recording(self) -> Iterator[list[str]]:
-        found: list[str] = []
-        self.paths = []
-        try:
-            yield found
-        finally:
-            found.extend(self.paths)
-            self.paths = None
-
-
-OPENED = _Opened()
+from tests.opened import OPENED
 
 
 def sparse(path: Path, size: int) -> Path:
@@ -76,7 +50,7 @@ def test_a_300_mib_file_is_refused_unread_and_uncopied(
     pack_dir = make_pack("hello", test_script=None)
     big = sparse(pack_dir / "data" / "dump.bin", 300 * MiB)
     store = SnapshotStore(tmp_path / "snapshots", racy_window_ns=0)
-    with OPENED.recording() as opened:
+    with OPENED.under(pack_dir) as opened:
         rendered = refusal_of(store, pack_dir)
     assert rendered == (
         f"{big}: refused: {300 * MiB} bytes (300.0 MiB), more than the per-file cap of "

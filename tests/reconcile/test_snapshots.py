@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,31 +17,7 @@ from attuned.reconcile.snapshots import (
     SnapshotStore,
 )
 from tests.conftest import PackFactory, write
-
-
-class _OpenedFiles:
-    """Every file this process opens while recording (a CPython audit hook: no mocks)."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] | None = None
-        sys.addaudithook(self._hook)
-
-    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
-        if event == "open" and self.paths is not None and isinstance(args[0], str | os.PathLike):
-            self.paths.append(os.fspath(args[0]))
-
-    @contextmanager
-    def under(self, directory: Path) -> Iterator[list[str]]:
-        found: list[str] = []
-        self.paths = []
-        try:
-            yield found
-        finally:
-            found.extend(p for p in self.paths if p.startswith(str(directory)))
-            self.paths = None
-
-
-OPENED = _OpenedFiles()
+from tests.opened import OPENED
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -23,31 +21,7 @@ from attuned.config import AttunedConfig
 from attuned.reconcile.daemon import Daemon
 from attuned.reconcile.statcache import FILE_NAME
 from tests.conftest import PackFactory
-
-
-class _Opened:
-    """Files this process opens below a directory (a CPython audit hook: no mocks)."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] | None = None
-        sys.addaudithook(self._hook)
-
-    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
-        if event == "open" and self.paths is not None and isinstance(args[0], str | os.PathLike):
-            self.paths.append(os.fspath(args[0]))
-
-    @contextmanager
-    def under(self, *directories: Path) -> Iterator[list[str]]:
-        found: list[str] = []
-        self.paths = []
-        try:
-            yield found
-        finally:
-            found.extend(p for p in self.paths if p.startswith(tuple(map(str, directories))))
-            self.paths = None
-
-
-OPENED = _Opened()
+from tests.opened import OPENED
 
 
 @pytest.fixture
