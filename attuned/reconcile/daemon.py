@@ -728,8 +728,9 @@ class Daemon:
             self._tell_transient(transient)
             self.counters.count_pass(ok=True)
         except Exception as exc:  # database down, disk full...: degrade, retry with backoff
-            self._degraded(exc)
-        self._write_status()
+            self._degraded(exc)  # writes the status
+        else:
+            self._write_status()
         self._stat_cache.save_if_due()
 
     def _registry(self) -> Registry:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
-
 from sqlmodel import Session
 
 from attuned.reconcile.model import ActualPack, Failure, FailureKind, Requirement
 from attuned.reconcile.summary import ServedPack
-from attuned.report.status import FAILED_CASES_SHOWN, LastTest
+from attuned.report.status import LastTest, failing_case_names
 from attuned.store import repository
 from attuned.store.cases import cases_of_result
 from attuned.store.models import TestRun, aware
@@ -66,8 +64,7 @@ def last_tests(session: Session) -> dict[str, LastTest]:
 
 def _first_failing(run: TestRun) -> list[str]:
     """The first failing cases of a run, from its stored result (no query per pack)."""
-    failing = (c for c in cases_of_result(run.result) if c.status not in ("passed", "skipped"))
-    return [f"{c.suite}::{c.name}" for c in itertools.islice(failing, FAILED_CASES_SHOWN)]
+    return failing_case_names((c.suite, c.name, c.status) for c in cases_of_result(run.result))
 
 
 def remembered_failures(session: Session) -> dict[str, Failure]:

@@ -6,14 +6,13 @@ is computed from what happened, so it cannot disagree with the database.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from attuned.reconcile.apply import StepOutcome, StepResult
 from attuned.reconcile.model import ActionKind, FailureKind, InvalidCandidate, Memory, Plan
-from attuned.report.status import FAILED_CASES_SHOWN, LastTest, PackState, PackStatus
+from attuned.report.status import LastTest, PackState, PackStatus, failing_case_names
 from attuned.testing.results import PackTestResult
 
 
@@ -150,11 +149,10 @@ def landed(previous: PackStatus | None, result: StepResult, now: datetime) -> Pa
 
 def _last_test(tested: PackTestResult) -> LastTest:
     """The status of a run this pass made, as the database will give it after the pass."""
-    failing = (
-        f"{suite.name}::{case.name}"
+    cases = (
+        (suite.name, case.name, case.status.value)
         for suite in tested.test_suites
         for case in suite.test_cases
-        if case.status.value not in ("passed", "skipped")
     )
     return LastTest(
         status=tested.status.value,
@@ -164,7 +162,7 @@ def _last_test(tested: PackTestResult) -> LastTest:
         version=tested.pack_version,
         regressions=list(tested.gate.regressions),
         reason=tested.gate.reason,
-        failed_cases=list(itertools.islice(failing, FAILED_CASES_SHOWN)),
+        failed_cases=failing_case_names(cases),
     )
 
 

@@ -7,7 +7,9 @@ docs/status-file.md documents every field.
 
 from __future__ import annotations
 
+import itertools
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -47,6 +49,13 @@ def _shared(value: str | None) -> str | None:
 
 
 FAILED_CASES_SHOWN = 3  # "suite::case" names a status shows; `attuned history` has them all
+
+
+def failing_case_names(cases: Iterable[tuple[str, str, str]]) -> list[str]:
+    """The first failing of (suite, case, status): what `last_test.failed_cases` shows, the
+    same whether the run is read back from the database or was just made."""
+    failing = (f"{s}::{c}" for s, c, status in cases if status not in ("passed", "skipped"))
+    return list(itertools.islice(failing, FAILED_CASES_SHOWN))
 
 
 class LastTest(_PerPack):
