@@ -174,7 +174,8 @@ def test_an_invalid_config_is_the_full_loaders_error(
     config = tmp_path / "attuned.yaml"
     config.write_text("state_dir: ./var\nstat_file: typo\n")
 
-    done = run_attuned(["status", "--config", config], capsys)
+    # run where ./var holds no status file: a checkout that ran the README's quick start has one
+    done = run_attuned(["status", "--config", config], capsys, cwd=tmp_path)
 
     assert done.returncode == 2
     assert done.stderr == f"error: {config}:2: stat_file: unknown field\n"
