@@ -24,13 +24,13 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-from attuned.envs.settings import EnvironmentSettings
 from attuned.errors import ConfigError, Problem, ValidationFailed
-from attuned.notify.settings import OutboxConfig, SinkConfig
+from attuned.pack.limits import MiB, PackLimits
 from attuned.pack.manifest import check_ref
-from attuned.reconcile.limits import MiB, PackLimits
-from attuned.reconcile.sources.git_config import GitSourceConfig
-from attuned.testing.settings import ExecutorSettings
+from attuned.settings.envs import EnvironmentSettings
+from attuned.settings.git import GitSourceConfig
+from attuned.settings.notify import OutboxConfig, SinkConfig
+from attuned.settings.testing import ExecutorSettings
 from attuned.yamlfile import load_model, read_yaml
 
 ENV_CONFIG = "ATTUNED_CONFIG"

@@ -39,6 +39,8 @@ from attuned.pack.components import external_refs
 from attuned.pack.loader import Pack, load_pack
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.report.log import Event, get_logger
+from attuned.results import PackTestResult
+from attuned.settings.testing import RegressionPolicy
 from attuned.store import cases, outbox, repository
 from attuned.store import provenance as provenances
 from attuned.store.attune import reader
@@ -47,12 +49,11 @@ from attuned.store.database import Database
 from attuned.store.models import utcnow
 from attuned.store.outbox import EventRecord, Outbox
 from attuned.store.packstore import PackStore
+from attuned.store.provenance import Provenance
 from attuned.store.repository import RegisteredPack
 from attuned.testing.executor import TestExecutor
 from attuned.testing.gate import with_regressions
 from attuned.testing.regressions import Thresholds, cases_of, compare, flaky_cases, medians
-from attuned.testing.results import PackTestResult
-from attuned.testing.settings import RegressionPolicy
 
 log = get_logger()
 
@@ -90,22 +91,6 @@ class CommitHooks:
     before_commit: Callable[[Session], None] = _nothing
     pack_committed: Callable[[Session, RegisteredPack, Path], None] = _nothing
     pack_removed: Callable[[Session, str], None] = _nothing
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a registration came from: a path by hand, or a daemon source's entry.
-
-    `source_type` and `source_url` become Attune's `pack.source_type`/`source_url`
-    (`local_directory`, `local_archive` or `git`; a URL without credentials)."""
-
-    origin: str
-    source: str | None = None  # None: registered by hand (never pruned by the daemon)
-    source_revision: str | None = None
-    source_type: str = "local_directory"
-    source_url: str | None = None  # default: `origin`
-    source_tree: str | None = None  # a git commit's tree id
-    signer: str | None = None  # who signed the commit (key fingerprint and principal)
 
 
 def about(pack: Pack | RegisteredPack, source: str | None, revision: str | None) -> dict[str, Any]:

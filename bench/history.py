@@ -38,18 +38,18 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from attuned.registry import Registry
-from attuned.store import cases, repository, runs
-from attuned.store.database import Database
-from attuned.store.models import TestCaseRecord, TestRun
-from attuned.store.packstore import PackStore
-from attuned.testing.regressions import Thresholds
-from attuned.testing.results import (
+from attuned.results import (
     CaseStatus,
     GateDecision,
     PackTestResult,
     TestCaseResult,
     TestSuiteResult,
 )
+from attuned.store import cases, repository, runs
+from attuned.store.database import Database
+from attuned.store.models import TestCaseRecord, TestRun
+from attuned.store.packstore import PackStore
+from attuned.testing.regressions import Thresholds
 
 REF = "bench"
 KEEP_RUNS = 50  # testing.history.keep_runs' default

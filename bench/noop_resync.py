@@ -35,7 +35,7 @@ from common import (
 
 from attuned.config import AttunedConfig
 from attuned.reconcile.daemon import Daemon
-from attuned.registry import Provenance
+from attuned.store.provenance import Provenance
 
 try:
     from attuned.reconcile.statcache import FILE_NAME as STATCACHE_FILE

@@ -46,10 +46,10 @@ from sqlmodel import Session
 from attuned.notify import events
 from attuned.notify.dispatcher import Dispatcher
 from attuned.notify.events import encode
-from attuned.notify.settings import AttuneSinkConfig, ExecSinkConfig, WebhookSinkConfig
 from attuned.notify.sinks import AnySinkConfig
 from attuned.registry import Registry
 from attuned.report.log import Event
+from attuned.settings.notify import AttuneSinkConfig, ExecSinkConfig, WebhookSinkConfig
 from attuned.store import outbox
 from attuned.store.database import Database
 from attuned.store.models import utcnow

@@ -24,7 +24,7 @@ from typing import Any
 from common import REPO, DaemonProcess, Result, attuned_bin, main, running, scratch, summary
 from common import write_pack as write_pack_files
 
-from attuned.reconcile.sources.git_config import GitSourceConfig
+from attuned.settings.git import GitSourceConfig
 from tests.reconcile.sources.git_servers import GitDaemon, PackRepo, git
 
 DEFAULT_INTERVAL = GitSourceConfig.model_fields["interval"].default

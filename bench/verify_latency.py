@@ -23,8 +23,8 @@ from common import write_pack as write_pack_files
 
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.git import GitSource
-from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.reconcile.sources.git_verify import Verifier
+from attuned.settings.git import GitSourceConfig
 from tests.reconcile.sources.git_servers import PackRepo
 from tests.reconcile.sources.signing import GpgKey, Key, SshKey, commit
 

@@ -9,8 +9,6 @@ from pydantic import BaseModel
 
 from attuned.config import AttunedConfig, DirectorySourceConfig
 from attuned.notify import events
-from attuned.notify.settings import AttuneSinkConfig, ExecSinkConfig, WebhookSinkConfig
-from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.report.log import Event
 from attuned.report.status import (
     DaemonStatus,
@@ -21,15 +19,17 @@ from attuned.report.status import (
     SourceStatus,
     Status,
 )
-from attuned.store.models import utcnow
-from attuned.store.outbox import StoredEvent
-from attuned.testing.results import (
+from attuned.results import (
     CaseStatus,
     GateDecision,
     PackTestResult,
     TestCaseResult,
     TestSuiteResult,
 )
+from attuned.settings.git import GitSourceConfig
+from attuned.settings.notify import AttuneSinkConfig, ExecSinkConfig, WebhookSinkConfig
+from attuned.store.models import utcnow
+from attuned.store.outbox import StoredEvent
 from tests.conftest import REPO
 
 SINK_CONFIGS = (WebhookSinkConfig, ExecSinkConfig, AttuneSinkConfig)

@@ -15,13 +15,13 @@ from structlog.testing import capture_logs
 
 from attuned.errors import ConflictError, DependencyError, ValidationFailed
 from attuned.registry import Outcome, Registry, TestsRolledBack, Trigger
+from attuned.settings.testing import ExecutorSettings
 from attuned.store import outbox, repository
 from attuned.store.database import Database
 from attuned.store.models import TestRun
 from attuned.store.outbox import Outbox, StoredEvent
 from attuned.store.packstore import PackStore
 from attuned.testing.executor import TestExecutor
-from attuned.testing.settings import ExecutorSettings
 from tests.conftest import EXAMPLES, PackFactory
 
 FAILING_TEST = """\
@@ -536,7 +536,7 @@ def test_events_get_deliveries_only_for_sinks_whose_filter_takes_them(
     database: Database, tmp_path: Path, make_pack: PackFactory
 ) -> None:
     from attuned.notify.events import routes
-    from attuned.notify.settings import ExecSinkConfig
+    from attuned.settings.notify import ExecSinkConfig
 
     sinks = [
         ExecSinkConfig(name="all", command=["true"]),

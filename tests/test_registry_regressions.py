@@ -16,12 +16,12 @@ from sqlmodel import col, select
 from structlog.testing import capture_logs
 
 from attuned.registry import Outcome, Registry, TestsRolledBack
+from attuned.settings.testing import ExecutorSettings, HistorySettings, SandboxMode
 from attuned.store import repository
 from attuned.store.database import Database
 from attuned.store.models import TestCaseRecord, TestRun
 from attuned.store.packstore import PackStore
 from attuned.testing.executor import TestExecutor
-from attuned.testing.settings import ExecutorSettings, HistorySettings, SandboxMode
 from tests.conftest import PackFactory
 
 CASES = ("alpha", "bravo", "charlie", "delta", "echo")

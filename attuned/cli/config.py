@@ -11,7 +11,7 @@ import yaml
 from attuned.cli.common import add_common, config_of, print_json
 from attuned.cli.verbs import help_of
 from attuned.config import environment_overrides
-from attuned.envs.settings import redact_url
+from attuned.settings.envs import redact_url
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -28,7 +28,7 @@ from attuned.reconcile.inplace import Scanned
 from attuned.reconcile.model import Memory
 from attuned.reconcile.planner import plan as make_plan
 from attuned.reconcile.preview import PackPreview, Preview, Served
-from attuned.reconcile.sources.git_config import GitSourceConfig
+from attuned.settings.git import GitSourceConfig
 from attuned.store import repository
 from attuned.store.attune.reader import ComponentRow
 from attuned.store.database import Database

@@ -27,11 +27,11 @@ from attuned.cli.common import (
 from attuned.cli.summary import render_result
 from attuned.cli.verbs import help_of
 from attuned.errors import AttunedError, Problem, ValidationFailed
+from attuned.results import PackTestResult
 from attuned.store import cases, repository
 from attuned.store.models import TestRun, aware
 from attuned.store.repository import RegisteredPack
 from attuned.testing.regressions import Case, case_id
-from attuned.testing.results import PackTestResult
 
 _TRYING = (
     "failed",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from attuned.cli.common import STATUS_COLOUR, colour
-from attuned.testing.results import CaseStatus, PackTestResult
+from attuned.results import CaseStatus, PackTestResult
 
 _CASE_MARK = {
     CaseStatus.PASSED: ("ok", "green"),

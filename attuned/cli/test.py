@@ -12,7 +12,7 @@ from attuned.cli.verbs import help_of
 from attuned.errors import TestsFailed
 from attuned.pack.loader import load_pack
 from attuned.registry import tester_for
-from attuned.testing.results import PackTestResult
+from attuned.results import PackTestResult
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -21,8 +21,8 @@ from attuned.errors import AttunedError, Problem, ValidationFailed
 if TYPE_CHECKING:  # pygit2 and the config models: imported when the verb runs
     import pygit2
 
-    from attuned.reconcile.sources.git_config import GitSourceConfig
     from attuned.reconcile.sources.git_verify import Verdict
+    from attuned.settings.git import GitSourceConfig
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from attuned.reconcile.sources.git_config import GitSourceConfig as GitConfig
+    from attuned.settings.git import GitSourceConfig as GitConfig
 
     config = config_of(args)  # ConfigError (exit 2) names file, line and key
     source = next((s for s in config.sources if s.name == args.source), None)

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from attuned.errors import AttunedError, ValidationFailed
 from attuned.pack.content import PackFile, digest, list_files
 from attuned.pack.manifest import MANIFEST_NAME
-from attuned.reconcile.archive import ArchiveLimits, extract_archive
+from attuned.store.archive import ArchiveLimits, extract_archive
 from attuned.store.models import ManagedPack, PackArchive, utcnow
 
 NOTIFY_CHANNEL = "attuned_packs"

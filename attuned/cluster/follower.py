@@ -23,8 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from attuned.cluster.archives import NOTIFY_CHANNEL, load_archive, unpack_verified
 from attuned.errors import AttunedError, StoreError
 from attuned.pack.content import list_files
-from attuned.reconcile.archive import ArchiveLimits
 from attuned.store import repository
+from attuned.store.archive import ArchiveLimits
 from attuned.store.database import Database
 from attuned.store.packstore import PackStore, version_dirname
 

@@ -38,12 +38,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from attuned.envs.settings import EnvironmentSettings, redact_url
 from attuned.errors import EnvironmentFailed
 from attuned.pack.requirements import normalize, stored_requirements
 from attuned.report.log import Event, get_logger
+from attuned.settings.envs import EnvironmentSettings, redact_url
+from attuned.settings.testing import ExecutorSettings
 from attuned.testing.environment import PackEnvironment
-from attuned.testing.settings import ExecutorSettings
 from attuned.testing.staging import remove_tree
 
 if TYPE_CHECKING:  # what builds an environment is imported by the first build (_Step)

@@ -21,8 +21,8 @@ from attuned.errors import EnvironmentFailed
 from attuned.pack.manifest import PackManifest, TestingSection
 from attuned.pack.requirements import declared_requirements
 from attuned.report.log import Event, get_logger
+from attuned.results import GateDecision, PackTestResult, TestStatus, TestSuiteResult
 from attuned.testing.executor import TestExecutor
-from attuned.testing.results import GateDecision, PackTestResult, TestStatus, TestSuiteResult
 
 log = get_logger()
 

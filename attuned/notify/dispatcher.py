@@ -20,9 +20,9 @@ from tenacity import RetryCallState, Retrying, wait_exponential_jitter
 
 from attuned import faults
 from attuned.errors import headline
-from attuned.notify.settings import SecretError
 from attuned.notify.sinks import AnySinkConfig, Attempt, Sink, build
 from attuned.report.log import Event, get_logger
+from attuned.settings.notify import SecretError
 from attuned.store import outbox
 from attuned.store.database import Database
 from attuned.store.models import utcnow

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
-from attuned.notify.settings import SinkConfig
 from attuned.report.log import Event
+from attuned.results import CaseStatus, PackTestResult
+from attuned.settings.notify import SinkConfig
 from attuned.store.outbox import EventRecord, Route, StoredEvent, stable_id
-from attuned.testing.results import CaseStatus, PackTestResult
 
 SCHEMA = "attuned.event/1"
 

@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from attuned.errors import DependencyError, ValidationFailed
-from attuned.reconcile.archive import is_archive
 from attuned.reconcile.model import Action, ActionKind, Candidate, FailureKind, Plan
 from attuned.registry import (
     EnvironmentNotReady,
-    Provenance,
     Registration,
     Registry,
     TestsRolledBack,
 )
 from attuned.report.log import Event, get_logger
+from attuned.store.archive import is_archive
+from attuned.store.provenance import Provenance
 
 log = get_logger()
 

@@ -22,12 +22,12 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from attuned import __version__, faults, heap
+from attuned import __version__, faults
 from attuned.config import AttunedConfig, DirectorySourceConfig, default_config, load_config
 from attuned.errors import AttunedError, headline
 from attuned.notify import events
 from attuned.notify.recorder import EventRecorder
-from attuned.reconcile import facts
+from attuned.reconcile import facts, heap
 from attuned.reconcile.apply import (
     Applier,
     SourcePolicy,
@@ -42,7 +42,6 @@ from attuned.reconcile.memory import backoff, remember, with_suspended
 from attuned.reconcile.model import ActionKind, Desired, FailureKind, Memory, Plan
 from attuned.reconcile.planner import plan as make_plan
 from attuned.reconcile.snapshots import SnapshotStore
-from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.reconcile.sourceset import SourceSet
 from attuned.reconcile.statcache import StatCacheKeeper
 from attuned.reconcile.summary import derive_packs, landed
@@ -62,6 +61,7 @@ from attuned.report.status import (
     read_status,
     write_status,
 )
+from attuned.settings.git import GitSourceConfig
 from attuned.store import outbox, repository
 from attuned.store.outbox import SinkCounts
 from attuned.store.packstore import version_dirname

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 from attuned.errors import AttunedError, Problem, ValidationFailed
 from attuned.pack.loader import Pack, load_pack
 from attuned.pack.manifest import MANIFEST_NAME
-from attuned.reconcile.archive import extract_archive, is_archive
 from attuned.reconcile.model import (
     Candidate,
     Desired,
@@ -32,11 +31,12 @@ from attuned.reconcile.model import (
 )
 from attuned.reconcile.sources.directory import ignored
 from attuned.reconcile.sources.entries import problems_of, rebased, ref_hint
+from attuned.store.archive import extract_archive, is_archive
 
 if TYPE_CHECKING:  # pygit2 costs 11 MiB of RSS: imported only when a git source is read
     import pygit2
 
-    from attuned.reconcile.sources.git_config import GitSourceConfig
+    from attuned.settings.git import GitSourceConfig
 
 # what reading one entry in place can fail with, short of a bug
 ENTRY_ERRORS = (ValidationFailed, OSError, UnicodeError)

@@ -31,8 +31,8 @@ from typing import NamedTuple
 from attuned import faults
 from attuned.errors import AttunedError, Problem, ValidationFailed
 from attuned.pack.content import IGNORED_NAMES, PackFile, digest, digest_header, list_files
+from attuned.pack.limits import PackLimits, check_files, check_tree, refusal
 from attuned.pack.loader import Pack, load_pack
-from attuned.reconcile.limits import PackLimits, check_files, check_tree, refusal
 
 TMP_PREFIX = ".tmp-"
 # a file changed less than this long before it was stat'ed is read again next time: a second

@@ -16,10 +16,10 @@ from attuned.config import AttunedConfig, DirectorySourceConfig
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.directory import DirectorySource
-from attuned.reconcile.sources.git_config import GitSourceConfig, redact
 from attuned.report.log import ConditionLog, Event, get_logger
 from attuned.report.metrics import MetricCounters
 from attuned.report.status import SourceStatus, now
+from attuned.settings.git import GitSourceConfig, redact
 
 if TYPE_CHECKING:  # pygit2 costs 11 MiB of RSS: imported only when a git source exists
     from attuned.reconcile.sources.git import GitSource

@@ -13,7 +13,7 @@ from datetime import datetime
 from attuned.reconcile.apply import StepOutcome, StepResult
 from attuned.reconcile.model import ActionKind, FailureKind, InvalidCandidate, Memory, Plan
 from attuned.report.status import LastTest, PackState, PackStatus, failing_case_names
-from attuned.testing.results import PackTestResult
+from attuned.results import PackTestResult
 
 
 @dataclass(frozen=True)

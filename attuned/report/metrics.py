@@ -15,7 +15,7 @@ from typing import Literal, get_args
 
 from attuned.report.atomic import replace_text
 from attuned.report.status import PackState, Phase, Status
-from attuned.testing.results import TestStatus
+from attuned.results import TestStatus
 
 MetricType = Literal["gauge", "counter"]
 Labels = tuple[tuple[str, str], ...]

@@ -23,14 +23,30 @@ from sqlmodel import Session, col, select
 from attuned.errors import ValidationFailed
 from attuned.pack import content
 from attuned.pack.content import PackFile
-from attuned.reconcile.sources.git_config import redact
+from attuned.settings.git import redact
 from attuned.store.models import ActivationProvenance, aware
 
 if TYPE_CHECKING:
     from attuned.envs.python import PythonEnvironments
-    from attuned.registry import Provenance
+    from attuned.results import PackTestResult
     from attuned.store.repository import RegisteredPack
-    from attuned.testing.results import PackTestResult
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a registration came from: a path by hand, or a daemon source's entry.
+
+    `source_type` and `source_url` become Attune's `pack.source_type`/`source_url`
+    (`local_directory`, `local_archive` or `git`; a URL without credentials)."""
+
+    origin: str
+    source: str | None = None  # None: registered by hand (never pruned by the daemon)
+    source_revision: str | None = None
+    source_type: str = "local_directory"
+    source_url: str | None = None  # default: `origin`
+    source_tree: str | None = None  # a git commit's tree id
+    signer: str | None = None  # who signed the commit (key fingerprint and principal)
+
 
 UNSIGNED = "unsigned (verification off)"  # a git commit activated without verification
 _CHUNK = 1 << 20

@@ -21,6 +21,7 @@ from sqlmodel import Session, col, delete, select
 
 from attuned.pack.loader import Pack
 from attuned.pack.manifest import Dependency, dependency_from
+from attuned.results import PackTestResult
 from attuned.store import cases
 from attuned.store.attune import reader, writer
 from attuned.store.attune import tables as t
@@ -34,7 +35,6 @@ from attuned.store.models import (
     utcnow,
 )
 from attuned.testing.regressions import cases_of
-from attuned.testing.results import PackTestResult
 
 # -- reading packs ----------------------------------------------------------------------------
 

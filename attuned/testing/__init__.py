@@ -1,7 +1,6 @@
 """The pack test executor: runs a pack's tests in isolation and decides whether they pass.
 
-The names below are loaded on first use (PEP 562): `attuned.config` imports
-`attuned.testing.settings`, which runs this file, and a daemon or CLI that never runs a test
+The names below are loaded on first use (PEP 562): a daemon or CLI that never runs a test
 must not pay for the executor, its runners and result formats.
 """
 
@@ -11,8 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from attuned.testing.executor import TestExecutor
-    from attuned.testing.results import (
+    from attuned.results import (
         CaseStatus,
         GateDecision,
         PackTestResult,
@@ -20,18 +18,19 @@ if TYPE_CHECKING:
         TestStatus,
         TestSuiteResult,
     )
-    from attuned.testing.settings import ExecutorSettings, ResourceLimits
+    from attuned.settings.testing import ExecutorSettings, ResourceLimits
+    from attuned.testing.executor import TestExecutor
 
 _WHERE = {
-    "TestExecutor": "executor",
-    "CaseStatus": "results",
-    "GateDecision": "results",
-    "PackTestResult": "results",
-    "TestCaseResult": "results",
-    "TestStatus": "results",
-    "TestSuiteResult": "results",
-    "ExecutorSettings": "settings",
-    "ResourceLimits": "settings",
+    "TestExecutor": "attuned.testing.executor",
+    "CaseStatus": "attuned.results",
+    "GateDecision": "attuned.results",
+    "PackTestResult": "attuned.results",
+    "TestCaseResult": "attuned.results",
+    "TestStatus": "attuned.results",
+    "TestSuiteResult": "attuned.results",
+    "ExecutorSettings": "attuned.settings.testing",
+    "ResourceLimits": "attuned.settings.testing",
 }
 
 __all__ = [
@@ -51,6 +50,6 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # once: later lookups do not come here
     return value

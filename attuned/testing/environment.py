@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from attuned.testing.settings import ExecutorSettings
+from attuned.settings.testing import ExecutorSettings
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from attuned.results import CaseStatus, PackTestResult, TestSuiteResult
+from attuned.settings.testing import ExecutorSettings
 from attuned.testing.gate import decide_gate
-from attuned.testing.results import CaseStatus, PackTestResult, TestSuiteResult
-from attuned.testing.settings import ExecutorSettings
 
 if TYPE_CHECKING:  # what runs a test is imported by the first run: a registry that never
     # tests (skip_tests, an idle daemon) does not hold the runners, formats and sandbox

@@ -6,9 +6,9 @@ from __future__ import annotations
 from fractions import Fraction
 
 from attuned.pack.manifest import TestingSection
+from attuned.results import GateDecision, TestStatus, pass_rate_of, status_of
+from attuned.settings.testing import RegressionPolicy
 from attuned.testing.regressions import Comparison
-from attuned.testing.results import GateDecision, TestStatus, pass_rate_of, status_of
-from attuned.testing.settings import RegressionPolicy
 
 SHOWN_CASES = 10  # regressed cases named in a reason; all of them are in `regressions`
 

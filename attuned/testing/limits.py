@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from attuned.testing.settings import ResourceLimits
+from attuned.settings.testing import ResourceLimits
 
 _MIB = 1024 * 1024
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from attuned.testing.results import CaseStatus, PackTestResult
+from attuned.results import CaseStatus, PackTestResult
 
 CaseKey = tuple[str, str]  # (suite, case name)
 FAILING = frozenset({CaseStatus.FAILED.value, CaseStatus.ERROR.value})

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attuned.report.log import Event, get_logger
+from attuned.settings.testing import ExecutorSettings, SandboxMode
 from attuned.testing.limits import RunAs, identity_setter, resolve_user
-from attuned.testing.settings import ExecutorSettings, SandboxMode
 
 BWRAP = Path("/usr/bin/bwrap")
 # Empty and private inside the sandbox: other users' files, sockets and temporary files of the

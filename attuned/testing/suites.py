@@ -6,9 +6,9 @@ from __future__ import annotations
 import signal
 
 from attuned.pack.manifest import ResultFormat, RunnerSpec
+from attuned.results import CaseStatus, TestCaseResult, TestSuiteResult
 from attuned.testing.formats import FORMATS, ResultFormatError, RunnerOutput, SuiteReading
 from attuned.testing.process import Ending, ProcessOutcome
-from attuned.testing.results import CaseStatus, TestCaseResult, TestSuiteResult
 from attuned.testing.runners import RunnerCommand
 
 

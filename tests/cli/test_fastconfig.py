@@ -14,7 +14,7 @@ from attuned.cli import fastconfig
 from attuned.config import AttunedConfig, DirectorySourceConfig, load_config
 from attuned.errors import ValidationFailed
 from attuned.pack.versions import REF_PATTERN
-from attuned.reconcile.sources.git_config import GitSourceConfig
+from attuned.settings.git import GitSourceConfig
 from attuned.yamlfile import MAX_YAML_BYTES
 
 GIT = "    type: git\n    url: https://git.example.com/packs.git\n    ref: {branch: main}\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from attuned.registry import Provenance
+from attuned.store.provenance import Provenance
 from tests.cli.inprocess import run_attuned
 from tests.cli.test_history_cli import registry_of, write_config
 from tests.conftest import PackFactory

@@ -21,8 +21,8 @@ from attuned.cluster.archives import (
 )
 from attuned.errors import AttunedError
 from attuned.pack.content import digest, list_files
-from attuned.reconcile.archive import ArchiveLimits
 from attuned.registry import Registry
+from attuned.store.archive import ArchiveLimits
 from attuned.store.database import Database
 from attuned.store.models import PackArchive
 from attuned.store.packstore import PackStore

@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from attuned.envs.python import PythonEnvironments
-from attuned.envs.settings import EnvironmentSettings
 from attuned.pack.loader import Pack, load_pack
-from attuned.testing.settings import ExecutorSettings
+from attuned.settings.envs import EnvironmentSettings
+from attuned.settings.testing import ExecutorSettings
 from tests.envs.wheels import build_wheel
 
 TESTING = ExecutorSettings(kill_grace=0.3, default_timeout=60)

@@ -20,8 +20,8 @@ from attuned.envs.python import (
 )
 from attuned.envs.tester import PackTester, TestRun
 from attuned.pack.loader import Pack
+from attuned.settings.testing import ExecutorSettings
 from attuned.testing import TestExecutor, TestStatus
-from attuned.testing.settings import ExecutorSettings
 from tests.envs.conftest import TESTING, Wheels, write_pack
 
 LIB_1 = ["attuned_fixture_lib==1.0"]

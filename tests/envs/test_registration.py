@@ -18,12 +18,12 @@ from attuned.reconcile import facts
 from attuned.reconcile.apply import classify
 from attuned.reconcile.model import FailureKind
 from attuned.registry import EnvironmentNotReady, Outcome, Registry, TestsRolledBack
+from attuned.settings.testing import ExecutorSettings
 from attuned.store import repository
 from attuned.store.database import Database
 from attuned.store.models import TestRun
 from attuned.store.packstore import PackStore
 from attuned.testing import TestExecutor
-from attuned.testing.settings import ExecutorSettings
 from tests.envs.conftest import TESTING, Wheels, write_pack
 
 WARN = {

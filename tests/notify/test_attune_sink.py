@@ -28,8 +28,9 @@ from sqlalchemy import select
 
 from attuned.notify.dispatcher import Dispatcher
 from attuned.notify.events import routes
-from attuned.notify.settings import AttuneSinkConfig
 from attuned.registry import Registry
+from attuned.settings.notify import AttuneSinkConfig
+from attuned.settings.testing import ExecutorSettings
 from attuned.store import outbox
 from attuned.store.attune import tables as t
 from attuned.store.database import Database
@@ -37,7 +38,6 @@ from attuned.store.models import utcnow
 from attuned.store.outbox import DELIVERED, PENDING, Listed, Outbox, StoredEvent
 from attuned.store.packstore import PackStore
 from attuned.testing.executor import TestExecutor
-from attuned.testing.settings import ExecutorSettings
 from tests.conftest import PackFactory
 from tests.rabbitmq import Broker, Message, split_password
 

@@ -14,7 +14,7 @@ import pytest
 
 from attuned.notify.dispatcher import Dispatcher, retry_delay
 from attuned.notify.events import routes
-from attuned.notify.settings import ExecSinkConfig, WebhookSinkConfig
+from attuned.settings.notify import ExecSinkConfig, WebhookSinkConfig
 from attuned.store import outbox
 from attuned.store.database import Database
 from attuned.store.outbox import EventRecord, Outbox

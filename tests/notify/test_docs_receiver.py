@@ -22,11 +22,11 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from attuned import __version__
 from attuned.notify import events
-from attuned.notify.settings import WebhookSinkConfig
 from attuned.notify.signing import signature
 from attuned.notify.sinks.base import Attempt
 from attuned.notify.sinks.webhook import WebhookSink
 from attuned.report.log import Event
+from attuned.settings.notify import WebhookSinkConfig
 from attuned.store.outbox import StoredEvent
 from tests.conftest import REPO
 

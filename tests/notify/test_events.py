@@ -9,14 +9,14 @@ import pytest
 
 from attuned.notify import events
 from attuned.report.log import Event
-from attuned.store.outbox import StoredEvent
-from attuned.testing.results import (
+from attuned.results import (
     CaseStatus,
     GateDecision,
     PackTestResult,
     TestCaseResult,
     TestSuiteResult,
 )
+from attuned.store.outbox import StoredEvent
 
 
 def test_subject_orders_by_pack_else_by_source() -> None:

@@ -1,4 +1,4 @@
-"""Hostile archives and folders, beyond tests/reconcile/test_archive.py: each is refused with a
+"""Hostile archives and folders, beyond tests/store/test_archive.py: each is refused with a
 clear problem, nothing lands outside the scratch directory, and the other packs keep loading.
 """
 
@@ -16,10 +16,10 @@ import pytest
 
 from attuned.errors import ValidationFailed
 from attuned.pack.loader import load_pack
-from attuned.reconcile.archive import ArchiveLimits, extract_archive
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.directory import DirectorySource
+from attuned.store.archive import ArchiveLimits, extract_archive
 from attuned.yamlfile import MAX_ALIAS_NODES
 
 MANIFEST = b"ref: hello\nlabel: Hello\ndescription: d\nversion: 1.0.0\n"

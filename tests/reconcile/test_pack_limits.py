@@ -14,8 +14,8 @@ import pytest
 
 from attuned.config import AttunedConfig
 from attuned.errors import ValidationFailed
+from attuned.pack.limits import MiB, PackLimits
 from attuned.reconcile.daemon import Daemon
-from attuned.reconcile.limits import MiB, PackLimits
 from attuned.reconcile.snapshots import SnapshotChanged, SnapshotStore
 from attuned.reconcile.sources.git_export import PackExporter
 from tests.conftest import PackFactory

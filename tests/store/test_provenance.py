@@ -21,13 +21,14 @@ from attuned import faults
 from attuned.envs.python import PythonEnvironments
 from attuned.errors import AttunedError
 from attuned.pack.content import digest
-from attuned.registry import CommitHooks, Provenance, Registry, TestsRolledBack
+from attuned.registry import CommitHooks, Registry, TestsRolledBack
+from attuned.settings.testing import ExecutorSettings
 from attuned.store import provenance, repository
 from attuned.store.database import Database
 from attuned.store.models import ActivationProvenance, TestRun
 from attuned.store.packstore import PackStore
+from attuned.store.provenance import Provenance
 from attuned.testing.executor import TestExecutor
-from attuned.testing.settings import ExecutorSettings
 from tests.cli.inprocess import subprocess_attuned
 from tests.cli.test_history_cli import registry_of, write_config
 from tests.conftest import PackFactory

@@ -23,6 +23,7 @@ from sqlmodel import col, select
 from attuned.errors import AttunedError
 from attuned.pack.loader import load_pack
 from attuned.registry import Registry
+from attuned.settings.testing import ExecutorSettings, HistorySettings, SandboxMode
 from attuned.store import runs
 from attuned.store.database import Database
 from attuned.store.models import TestRun
@@ -30,7 +31,6 @@ from attuned.store.packstore import PackStore
 from attuned.store.runs import RunFilter
 from attuned.testing.executor import TestExecutor
 from attuned.testing.regressions import FAILING, PASSING, Thresholds, flaky_cases
-from attuned.testing.settings import ExecutorSettings, HistorySettings, SandboxMode
 from tests import attune_db
 from tests.conftest import POSTGRES_ENV
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from attuned.settings.testing import SandboxMode
 from attuned.testing import CaseStatus, ExecutorSettings, ResourceLimits, TestExecutor
 from attuned.testing.limits import resolve_user
 from attuned.testing.sandbox import probe
-from attuned.testing.settings import SandboxMode
 from tests.testing.conftest import live_processes_with
 
 BASE = ExecutorSettings(kill_grace=0.3, default_timeout=30, sandbox=SandboxMode.NONE)

@@ -5,6 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from attuned.pack.manifest import TestingSection
+from attuned.results import (
+    CaseStatus,
+    GateDecision,
+    PackTestResult,
+    TestCaseResult,
+    TestSuiteResult,
+)
+from attuned.settings.testing import RegressionPolicy
 from attuned.testing.gate import decide_gate, with_regressions
 from attuned.testing.regressions import (
     Case,
@@ -15,14 +23,6 @@ from attuned.testing.regressions import (
     flaky_cases,
     medians,
 )
-from attuned.testing.results import (
-    CaseStatus,
-    GateDecision,
-    PackTestResult,
-    TestCaseResult,
-    TestSuiteResult,
-)
-from attuned.testing.settings import RegressionPolicy
 
 
 def run(**statuses: str) -> list[Case]:

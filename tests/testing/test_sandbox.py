@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from attuned.settings.testing import SandboxMode
 from attuned.testing import CaseStatus, ExecutorSettings, TestExecutor
 from attuned.testing.sandbox import UNAVAILABLE_EVENT, Launch, launch_for, probe
-from attuned.testing.settings import SandboxMode
 from tests.testing.conftest import live_processes_with
 
 WHY_NOT = probe()

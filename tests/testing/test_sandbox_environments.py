@@ -10,9 +10,9 @@ import pytest
 
 from attuned.envs.python import PythonEnvironments
 from attuned.envs.tester import PackTester
+from attuned.settings.testing import SandboxMode
 from attuned.testing import TestExecutor, TestStatus
 from attuned.testing.sandbox import probe
-from attuned.testing.settings import SandboxMode
 from tests.envs.conftest import TESTING, Wheels, write_pack
 from tests.envs.wheels import build_wheel
 

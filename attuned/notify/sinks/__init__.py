@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 
-from attuned.notify.settings import (
+from attuned.notify.sinks.base import Attempt, Sink
+from attuned.settings.notify import (
     AttuneSinkConfig,
     ExecSinkConfig,
     WebhookSinkConfig,
 )
-from attuned.notify.sinks.base import Attempt, Sink
 
 __all__ = ["Attempt", "Sink", "build"]
 

@@ -20,8 +20,8 @@ import pika
 import pika.exceptions
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-from attuned.notify.settings import AttuneSinkConfig
 from attuned.notify.sinks.base import Attempt
+from attuned.settings.notify import AttuneSinkConfig
 from attuned.store.outbox import StoredEvent
 
 # attuned event -> (Attune's MessageType, its routing key on attune.events)

@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 
 from attuned.notify.events import encode
-from attuned.notify.settings import ExecSinkConfig
 from attuned.notify.sinks.base import Attempt
+from attuned.settings.notify import ExecSinkConfig
 from attuned.store.outbox import StoredEvent
 from attuned.testing.process import Ending, run_process
 

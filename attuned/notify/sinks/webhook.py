@@ -16,9 +16,9 @@ import httpx
 
 from attuned import __version__
 from attuned.notify.events import encode
-from attuned.notify.settings import WebhookSinkConfig, shown_url
 from attuned.notify.signing import signature
 from attuned.notify.sinks.base import Attempt
+from attuned.settings.notify import WebhookSinkConfig, shown_url
 from attuned.store.outbox import StoredEvent
 
 _RETRIED_4XX = {408, 429}

@@ -18,11 +18,11 @@ from pathlib import Path
 from attuned.errors import Problem, ValidationFailed
 from attuned.pack.content import IGNORED_NAMES
 from attuned.pack.manifest import MANIFEST_NAME
-from attuned.reconcile.archive import ArchiveLimits, extract_archive, is_archive
 from attuned.reconcile.model import Candidate, InvalidCandidate, SourceState
 from attuned.reconcile.snapshots import Outcome, Snapshot, SnapshotChanged, SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.entries import candidate_of, problems_of, rebased, ref_hint
+from attuned.store.archive import ArchiveLimits, extract_archive, is_archive
 
 IGNORED_SUFFIXES = (".tmp", ".part")
 # the entry the watcher names when the watched folder itself was deleted or moved away

@@ -28,10 +28,10 @@ from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources import git_hostkeys
 from attuned.reconcile.sources.base import ScanResult, Source
 from attuned.reconcile.sources.git_cache import Cache, Collected
-from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.reconcile.sources.git_export import ExportError, PackExporter
 from attuned.reconcile.sources.git_remote import GitRemote, Polled, RemoteError, describe
 from attuned.reconcile.sources.git_verify import UNSIGNED_OFF, Unverified, Verdict, Verifier
+from attuned.settings.git import GitSourceConfig
 
 BACKOFF_CAP = 3600.0  # seconds: an hour at most between retries of a failing source
 BACKOFF_INTERVALS = 10  # ... and at most ten intervals

@@ -18,8 +18,8 @@ import pygit2
 from pygit2.enums import CheckoutStrategy
 
 from attuned.errors import ValidationFailed
+from attuned.pack.limits import PackLimits, refusal
 from attuned.pack.manifest import MANIFEST_NAME
-from attuned.reconcile.limits import PackLimits, refusal
 from attuned.reconcile.model import Candidate, InvalidCandidate
 from attuned.reconcile.snapshots import Outcome, SnapshotChanged, SnapshotStore
 

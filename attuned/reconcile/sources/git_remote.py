@@ -28,7 +28,7 @@ from pygit2.enums import CredentialType
 
 from attuned.pack.versions import Constraint
 from attuned.reconcile.sources import git_hostkeys
-from attuned.reconcile.sources.git_config import (
+from attuned.settings.git import (
     DEFAULT_TOKEN_USER,
     GitCredentials,
     GitRef,

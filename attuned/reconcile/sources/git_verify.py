@@ -24,7 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from attuned.reconcile.sources.git_config import GitVerify
+from attuned.settings.git import GitVerify
 
 UNSIGNED_OFF = "unsigned (verification off)"
 VERDICTS_KEPT = 256

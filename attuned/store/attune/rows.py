@@ -28,7 +28,7 @@ from attuned.pack.components import (
 )
 from attuned.pack.loader import Pack
 from attuned.pack.manifest import Dependency, PackManifest
-from attuned.testing.results import PackTestResult
+from attuned.results import PackTestResult
 
 Row = dict[str, Any]
 INSTALLATION_METHOD = "attuned"

@@ -19,9 +19,9 @@ from sqlalchemy import Connection, Table, bindparam, delete, func, insert, selec
 from sqlalchemy.sql import ColumnElement
 
 from attuned.errors import ConflictError, DependencyError, Problem
+from attuned.results import PackTestResult
 from attuned.store.attune import tables as t
 from attuned.store.attune.rows import PackRows, Row, test_execution_row
-from attuned.testing.results import PackTestResult
 
 # Attune's resolve_runtime: runner type -> the runtime refs it tries, before a name lookup
 _RUNTIME_REFS = {

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from attuned.testing.results import CaseStatus, TestCaseResult
+from attuned.results import CaseStatus, TestCaseResult
 
 
 class ResultFormatError(Exception):

@@ -15,13 +15,13 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from attuned.results import TestCaseResult
 from attuned.testing.formats.base import (
     ResultFormatError,
     RunnerOutput,
     SuiteReading,
     read_report,
 )
-from attuned.testing.results import TestCaseResult
 
 
 class JsonSuite(BaseModel):

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from attuned.results import CaseStatus, TestCaseResult
 from attuned.testing.formats.base import (
     ResultFormatError,
     RunnerOutput,
     SuiteReading,
     read_report,
 )
-from attuned.testing.results import CaseStatus, TestCaseResult
 
 _MESSAGE_LIMIT = 4096  # per case: the first lines of a traceback say what failed
 

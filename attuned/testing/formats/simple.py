@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 
+from attuned.results import CaseStatus, TestCaseResult
 from attuned.testing.formats.base import (
     ResultFormatError,
     RunnerOutput,
     SuiteReading,
     summary_case,
 )
-from attuned.testing.results import CaseStatus, TestCaseResult
 
 _COUNT = {
     key: re.compile(rf"{label}:\s*(\d+)")

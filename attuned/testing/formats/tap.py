@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from attuned.results import CaseStatus, TestCaseResult
 from attuned.testing.formats.base import ResultFormatError, RunnerOutput, SuiteReading
-from attuned.testing.results import CaseStatus, TestCaseResult
 
 _VERSION = re.compile(r"^TAP version (?P<version>\d+)\s*$", re.IGNORECASE)
 _PLAN = re.compile(r"^1\.\.(?P<count>\d+)\s*(?:#\s*(?P<comment>.*))?$")

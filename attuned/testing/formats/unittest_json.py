@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from attuned.results import TestCaseResult
 from attuned.testing.formats.base import (
     ResultFormatError,
     RunnerOutput,
@@ -18,7 +19,6 @@ from attuned.testing.formats.base import (
     read_report,
 )
 from attuned.testing.formats.unittest_text import UnittestTextFormat, read_printed_results
-from attuned.testing.results import TestCaseResult
 
 
 class UnittestReport(BaseModel):

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import re
 
+from attuned.results import CaseStatus, TestCaseResult
 from attuned.testing.formats.base import RunnerOutput, SuiteReading
-from attuned.testing.results import CaseStatus, TestCaseResult
 
 REPORT_CASE = "unittest report"  # the name of the case that says the report is missing
 _SUMMARY = re.compile(r"^Ran \d+ tests? in .*?$\n+^(?:OK|FAILED|NO TESTS RAN).*?$", re.M)

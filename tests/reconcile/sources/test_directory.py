@@ -13,11 +13,11 @@ import pytest
 import yaml
 
 from attuned.pack.loader import load_pack
-from attuned.reconcile.archive import ArchiveLimits
 from attuned.reconcile.model import Candidate, Requirement
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.directory import FOLDER_ITSELF, DirectorySource
+from attuned.store.archive import ArchiveLimits
 from tests.conftest import PackFactory, write
 
 

@@ -23,8 +23,8 @@ from attuned.pack.loader import load_pack
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.git import GitSource, backoff
-from attuned.reconcile.sources.git_config import GitSourceConfig, redact
 from attuned.reconcile.sources.git_remote import raise_socket_timeouts
+from attuned.settings.git import GitSourceConfig, redact
 from tests.reconcile.sources.git_servers import (
     SSHD,
     GitDaemon,

@@ -21,10 +21,10 @@ from attuned.errors import ConfigError
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.git import GitSource
-from attuned.reconcile.sources.git_config import GitSourceConfig
 from attuned.reconcile.sources.git_verify import UNSIGNED_OFF
 from attuned.reconcile.sourceset import SourceSet
 from attuned.report.log import ConditionLog, Event
+from attuned.settings.git import GitSourceConfig
 from tests.cli.inprocess import run_attuned
 from tests.reconcile.sources.git_servers import PackRepo
 from tests.reconcile.sources.signing import GpgKey, SshKey, commit, tag

@@ -13,12 +13,13 @@ import pytest
 from sqlalchemy import text
 
 from attuned.errors import ConflictError, DependencyError
-from attuned.registry import Provenance, Registry, TestsRolledBack
+from attuned.registry import Registry, TestsRolledBack
+from attuned.settings.testing import ExecutorSettings
 from attuned.store import repository
 from attuned.store.database import Database
 from attuned.store.packstore import PackStore
+from attuned.store.provenance import Provenance
 from attuned.testing.executor import TestExecutor
-from attuned.testing.settings import ExecutorSettings
 from tests.attune_packs import APP, BASE, write_pack
 
 # Attune's own column lists (crates/common/src/repositories/*.rs at commit 9206d41)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from attuned.settings.testing import SandboxMode
 from attuned.testing import CaseStatus, TestExecutor
-from attuned.testing.settings import SandboxMode
 from tests.testing.conftest import FAST
 
 TESTS = """

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from attuned.settings.testing import SandboxMode
 from attuned.testing import CaseStatus, ExecutorSettings
 from attuned.testing.formats.unittest_text import REPORT_CASE
-from attuned.testing.settings import SandboxMode
 
 EVERY_OUTCOME = '''
 import unittest

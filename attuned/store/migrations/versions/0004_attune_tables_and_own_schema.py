@@ -36,10 +36,10 @@ from attuned.pack.components import _SPECS, Component, standalone_workflow
 from attuned.pack.manifest import PackManifest
 from attuned.pack.workflows import WorkflowSpec, task_problems
 from attuned.report.log import Event, get_logger
+from attuned.results import PackTestResult
 from attuned.store.attune import schema as attune_schema
 from attuned.store.attune import writer
 from attuned.store.attune.rows import Installation, PackRows, add_component, pack_row
-from attuned.testing.results import PackTestResult
 
 revision = "0004"
 down_revision = "0003"

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from attuned.config import AttunedConfig
 from attuned.errors import ConfigError
-from attuned.notify.settings import (
+from attuned.settings.notify import (
     AttuneSinkConfig,
     ExecSinkConfig,
     SecretError,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from attuned.errors import ValidationFailed
-from attuned.reconcile.archive import (
+from attuned.store.archive import (
     ArchiveLimits,
     ArchiveRefused,
     copy_capped,

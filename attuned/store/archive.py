@@ -21,8 +21,8 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from attuned.errors import Problem, ValidationFailed
+from attuned.pack.limits import PackLimits
 from attuned.pack.manifest import MANIFEST_NAME
-from attuned.reconcile.limits import PackLimits
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".zip")
 _CHUNK = 1 << 16
