@@ -48,7 +48,7 @@ COMMANDS: list[tuple[str, list[str], float | None]] = [
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from attuned.reconcile.daemon import StateLock
+from attuned.reconcile.daemon.statelock import StateLock
 lock = StateLock(Path(sys.argv[1]))
 lock.acquire()
 print("held", flush=True)

@@ -56,6 +56,7 @@ PHASES = ("validation", "snapshot", "store copy", "transaction", "activation")
 WRAPPED = (
     ("attuned.reconcile.snapshots", "load_pack", "validation"),
     ("attuned.registry", "load_pack", "validation"),
+    ("attuned.registry", "Registry._load", "validation"),  # load_pack's caller since issue 21
     ("attuned.reconcile.snapshots", "SnapshotStore._take", "snapshot"),
     ("attuned.store.packstore", "PackStore.prepare", "store copy"),
     ("attuned.store.packstore", "PackStore.stage", "store copy"),

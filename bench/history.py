@@ -1,7 +1,7 @@
 """Scenario 9: the per-case test history: what storing every case adds to a registration, and
 what `attuned history` and `attuned compare` cost on a pack with 10,000 stored runs.
 
-Cost per registration: `repository.add_test_run` of one 1,000-case result (20 of them
+Cost per registration: `run_records.add_test_run` of one 1,000-case result (20 of them
 failing, with messages), each in its own write transaction, into a database where the pack is
 registered (so Attune's `pack_test_execution` gets its row too), with more runs stored than
 `keep_runs`. Pairs, the order alternating: the real call, and the same call with
@@ -11,10 +11,10 @@ of a registration: after each real call, the daemon's `cases.prune` of that pack
 one run's 1,000 case rows) is timed in its own transaction and reported apart.
 
 Queries: 10,000 runs of one pack (100 versions, 20 cases each, some flaky, one minute apart)
-written by `repository.add_test_run` from constructed results; then, each in a fresh read
+written by `run_records.add_test_run` from constructed results; then, each in a fresh read
 session, the median of R repetitions of the `history` queries (attuned.store.runs) and of
 `compare_runs`, against two baselines in the same run: a bare `SELECT count(*)` of the pack's
-runs and the unfiltered `repository.executions()` (the old `history`: every run with its JSON).
+runs and the unfiltered `run_records.executions()` (the old `history`: every run with its JSON).
 Measured twice: with every run's cases kept (`keep_runs` 10,000: 200,000 case rows) and
 after pruning to the default 50. SQLite always; PostgreSQL when ATTUNED_TEST_POSTGRES_URL is
 set (a throwaway database with Attune's schema, as scenario 7 makes it, dropped afterwards).
@@ -45,7 +45,7 @@ from attuned.results import (
     TestCaseResult,
     TestSuiteResult,
 )
-from attuned.store import cases, repository, runs
+from attuned.store import cases, comparisons, run_records, runs
 from attuned.store.database import Database
 from attuned.store.models import TestCaseRecord, TestRun
 from attuned.store.packstore import PackStore
@@ -146,7 +146,7 @@ def timing_cases(spent: list[float]) -> Iterator[None]:
 def add_one(database: Database, result: PackTestResult, digest: str) -> float:
     began = time.perf_counter()
     with database.write() as session:
-        repository.add_test_run(
+        run_records.add_test_run(
             session,
             result,
             trigger_type="upgrade",
@@ -230,7 +230,7 @@ def generate(database: Database, serving: str, n: int, per_version: int, n_cases
                     odds = 0.2 if name in flaky else 0.01
                     status = "failed" if rng.random() < odds else "passed"
                     verdicts.append((name, status, int(base_ms[name] * rng.uniform(0.8, 1.25))))
-                repository.add_test_run(
+                run_records.add_test_run(
                     session,
                     result_of(f"1.{v}.0", verdicts, start + timedelta(minutes=i)),
                     trigger_type="upgrade" if i % per_version == 0 else "manual",
@@ -266,7 +266,9 @@ def queries(n: int) -> dict[str, tuple[str, Callable[[Session], Any]]]:
 
     def compared(selectors: tuple[str | None, str | None]) -> Callable[[Session], int]:
         def work(session: Session) -> int:
-            found = runs.compare_runs(session, REF, *selectors, window=window, thresholds=limits)
+            found = comparisons.compare_runs(
+                session, REF, *selectors, window=window, thresholds=limits
+            )
             return sum(found.comparison.counts().values())
 
         return work
@@ -275,8 +277,8 @@ def queries(n: int) -> dict[str, tuple[str, Callable[[Session], Any]]]:
     return {
         "count": ("SELECT count(*) (baseline)", count),
         "executions": (
-            "repository.executions, every run (baseline: the old history)",
-            lambda s: list(repository.executions(s, REF)),
+            "run_records.executions, every run (baseline: the old history)",
+            lambda s: list(run_records.executions(s, REF)),
         ),
         "all": ("history REF", lambda s: runs.runs(s, f(REF))),
         "limit": ("history REF --limit 20", lambda s: runs.runs(s, f(REF, limit=20))),
@@ -479,7 +481,7 @@ def report(
         "history that grows run by run; without statistics, a pattern --case took 2.5 s)",
         f"queries: median of {reps} repetitions after one warm-up, each in a fresh read "
         "session; x count: the median over a bare SELECT count(*) of the pack's runs; "
-        "x executions: over the unfiltered repository.executions() (every TestRun with its JSON)",
+        "x executions: over the unfiltered run_records.executions() (every TestRun with its JSON)",
     ]
     if skipped:
         notes.append(skipped)

@@ -35,12 +35,15 @@ from common import (
 
 from attuned.config import AttunedConfig
 from attuned.reconcile.daemon import Daemon
-from attuned.store.provenance import Provenance
 
 try:
     from attuned.reconcile.statcache import FILE_NAME as STATCACHE_FILE
 except ModuleNotFoundError:  # the old code bench/attune_tables.py measures has no stat cache
     STATCACHE_FILE = "statcache.json"
+try:
+    from attuned.store.provenance import Provenance
+except ModuleNotFoundError:  # the old code keeps it in attuned/registry.py
+    from attuned.registry import Provenance  # type: ignore[attr-defined,no-redef]
 
 NAIVE_UP_TO = 1000  # re-registering 10,000 packs takes 3 minutes and says nothing new
 RACY_WINDOW_S = 2.1  # the snapshot store caches a file's stat only once it is this old

@@ -50,7 +50,7 @@ from attuned.notify.sinks import AnySinkConfig
 from attuned.registry import Registry
 from attuned.report.log import Event
 from attuned.settings.notify import AttuneSinkConfig, ExecSinkConfig, WebhookSinkConfig
-from attuned.store import outbox
+from attuned.store import delivery_queue, outbox
 from attuned.store.database import Database
 from attuned.store.models import utcnow
 from attuned.store.outbox import EventRecord, Outbox
@@ -268,7 +268,7 @@ def throughput(
     for r in range(rounds):
         write_s.append(write_events(database, box, n, packs))
         with database.read() as session:
-            queued = outbox.queue(session, sink.name, utcnow(), limit=n)
+            queued = delivery_queue.queue(session, sink.name, utcnow(), limit=n)
         if len(queued) != n:
             raise RuntimeError(f"{len(queued)} of {n} events queued")
         bodies = [encode(item.event) for item in queued]

@@ -41,6 +41,23 @@ def _server() -> str:
     return os.environ[POSTGRES_ENV]
 
 
+E2E_DIR = REPO / "tests" / "e2e"
+# fixtures that start a server process: a test using one is end to end wherever it lives
+SERVER_FIXTURES = frozenset(
+    {"amqp", "pg_cluster_module", "daemon_factory", "git_daemon", "git_http"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `e2e` what starts the daemon or a server: every test under tests/e2e/, and every
+    test using a server fixture, so the fast lane (`-m "not e2e and not slow"`) needs no list
+    kept by hand."""
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if item.path.is_relative_to(E2E_DIR) or uses & SERVER_FIXTURES:
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(scope="session")
 def attune_template() -> Iterator[str | None]:
     """A database holding Attune's real schema, built once per run with Attune's own

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from attuned.errors import ConflictError, DependencyError, ValidationFailed
 from attuned.registry import Outcome, Registry, TestsRolledBack, Trigger
 from attuned.settings.testing import ExecutorSettings
-from attuned.store import outbox, repository
+from attuned.store import outbox_admin, registered_packs, revisions, run_records
 from attuned.store.database import Database
 from attuned.store.models import TestRun
 from attuned.store.outbox import Outbox, StoredEvent
@@ -52,7 +52,7 @@ def registry(database: Database, tmp_path: Path) -> Iterator[Registry]:
 
 def packs_in(registry: Registry) -> dict[str, str]:
     with registry.db.read() as session:
-        return {p.ref: p.version for p in repository.list_packs(session)}
+        return {p.ref: p.version for p in registered_packs.list_packs(session)}
 
 
 def components_in(registry: Registry) -> list[str]:
@@ -60,8 +60,8 @@ def components_in(registry: Registry) -> list[str]:
     with registry.db.read() as session:
         return sorted(
             c.ref
-            for p in repository.list_packs(session)
-            for c in repository.components_of(session, p.id)
+            for p in registered_packs.list_packs(session)
+            for c in registered_packs.components_of(session, p.id)
         )
 
 
@@ -74,7 +74,7 @@ def executions_in(registry: Registry) -> list[tuple[str, str, str, str]]:
 def events_in(registry: Registry) -> list[StoredEvent]:
     """The outbox, oldest first."""
     with registry.db.read() as session:
-        return [row.event for row in reversed(outbox.listing(session, limit=1000))]
+        return [row.event for row in reversed(outbox_admin.listing(session, limit=1000))]
 
 
 def served(registry: Registry) -> dict[str, str]:
@@ -396,7 +396,7 @@ def test_a_new_pack_row_inherits_nothing_from_a_removed_one(
         assert new.pack.id == old.pack.id
     assert components_in(registry) == ["new.wave"]
     with registry.db.read() as session:
-        assert [c.ref for c in repository.components_of(session, new.pack.id)] == ["new.wave"]
+        assert [c.ref for c in registered_packs.components_of(session, new.pack.id)] == ["new.wave"]
 
 
 def test_unregister_unknown_pack(registry: Registry) -> None:
@@ -419,7 +419,7 @@ def test_latest_statuses(registry: Registry, make_pack: PackFactory) -> None:
     registry.register(make_pack(files=ACTION))
     registry.register(make_pack(test_script=FAILING_TEST), force=True)
     with registry.db.read() as session:
-        assert repository.latest_statuses(session) == {"hello": "failed"}
+        assert run_records.latest_statuses(session) == {"hello": "failed"}
 
 
 def test_revisions_record_each_activation(registry: Registry, make_pack: PackFactory) -> None:
@@ -427,7 +427,7 @@ def test_revisions_record_each_activation(registry: Registry, make_pack: PackFac
     registry.register(make_pack(version="1.1.0"), replace=True)
     registry.unregister("hello")
     with registry.db.read() as session:
-        rows = repository.revisions(session, "hello")
+        rows = revisions.revisions(session, "hello")
     assert [(r.version, r.reason, r.deactivation_reason) for r in rows] == [
         ("1.1.0", "upgrade", "unregistered"),
         ("1.0.0", "register", "replaced"),
@@ -457,7 +457,7 @@ def test_a_registration_writes_its_events_with_it(
     registry.register(make_pack(files=ACTION))
     with registry.db.read() as session:
         [run] = session.exec(select(TestRun)).all()
-        pack_id = repository.get_pack(session, "hello").id  # type: ignore[union-attr]
+        pack_id = registered_packs.get_pack(session, "hello").id  # type: ignore[union-attr]
     finished, registered = events_in(registry)
     assert (finished.name, registered.name) == ("pack.test.finished", "pack.registered")
     assert finished.data["tests"]["test_run_id"] == run.id
@@ -515,7 +515,7 @@ def test_an_upgrade_and_an_unregistration_are_told(
     registry.register(make_pack(), skip_tests=True)
     registry.register(make_pack(version="1.1.0"), replace=True, skip_tests=True)
     with registry.db.read() as session:
-        pack_id = repository.get_pack(session, "hello").id  # type: ignore[union-attr]
+        pack_id = registered_packs.get_pack(session, "hello").id  # type: ignore[union-attr]
     registry.unregister("hello", pruned="no source offers it")
     names = [(e.name, e.data.get("version")) for e in events_in(registry)]
     assert names == [
@@ -552,7 +552,7 @@ def test_events_get_deliveries_only_for_sinks_whose_filter_takes_them(
     with pytest.raises(TestsRolledBack):
         registry.register(make_pack(test_script=FAILING_TEST))
     with registry.db.read() as session:
-        rows = outbox.listing(session, limit=100)
+        rows = outbox_admin.listing(session, limit=100)
     by_sink: dict[str | None, list[str]] = {}
     for row in reversed(rows):
         by_sink.setdefault(row.sink, []).append(row.event.name)

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from attuned.registry import Outcome, Registry, TestsRolledBack
 from attuned.settings.testing import ExecutorSettings, HistorySettings, SandboxMode
-from attuned.store import repository
+from attuned.store import registered_packs
 from attuned.store.database import Database
 from attuned.store.models import TestCaseRecord, TestRun
 from attuned.store.packstore import PackStore
@@ -85,7 +85,7 @@ def registry(database: Database, tmp_path: Path) -> Iterator[Registry]:
 
 def served_version(registry: Registry) -> str | None:
     with registry.db.read() as session:
-        found = repository.get_pack(session, "hello")
+        found = registered_packs.get_pack(session, "hello")
         return found.version if found else None
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # SQLAlchemy and the registry cost 0.4 s, the config models 0
     from attuned.config import AttunedConfig
     from attuned.registry import Registry
     from attuned.store.models import TestRun
-    from attuned.store.repository import RegisteredPack
+    from attuned.store.registered_packs import RegisteredPack
     from attuned.store.runs import RunRow
 
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}

@@ -3,7 +3,7 @@
 
 Exit 0: nothing newly failing; 1: regressions (cases that passed in A and fail in B, not
 flaky); 2: no such pack, run or selector. The comparison is the regression gate's own
-(attuned.store.runs.compare_runs), so `compare` says what the gate would.
+(attuned.store.comparisons.compare_runs), so `compare` says what the gate would.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 from attuned.cli.common import add_common, colour, open_registry, print_json, utc_iso
 from attuned.cli.verbs import help_of
+from attuned.store.comparisons import RunComparison, compare_runs
 from attuned.store.models import TestRun
-from attuned.store.runs import RunComparison, compare_runs
 from attuned.testing.regressions import KINDS, Change, Thresholds
 
 TITLES = {

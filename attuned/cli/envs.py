@@ -11,8 +11,10 @@ from typing import Any
 from attuned.cli.common import add_common, config_of, counted, print_json, table
 from attuned.cli.verbs import help_of
 from attuned.durations import ago
-from attuned.envs.python import KEY_LENGTH, PythonEnvironments
-from attuned.registry import stored_pack_dirs, tester_for
+from attuned.envs.python import PythonEnvironments
+from attuned.envs.python.layout import KEY_LENGTH
+from attuned.registry.upkeep import stored_pack_dirs
+from attuned.registry.wiring import tester_for
 from attuned.store.packstore import PackStore
 
 

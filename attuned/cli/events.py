@@ -11,9 +11,9 @@ from attuned.cli.verbs import help_of
 from attuned.errors import Problem, ValidationFailed
 from attuned.notify import events
 from attuned.report.log import Event, get_logger
-from attuned.store import outbox
+from attuned.store import outbox_admin
 from attuned.store.models import utcnow
-from attuned.store.outbox import Listed
+from attuned.store.outbox_admin import Listed
 
 STATE_COLOUR = {"delivered": "green", "dead": "red", "pending": "yellow"}
 ID_SHOWN = 8  # characters of an event id in the table; `redeliver` takes any unique prefix
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     with open_registry(args) as registry, registry.db.read() as session:
-        rows = outbox.listing(
+        rows = outbox_admin.listing(
             session, state=args.state, sink=args.sink, ref=args.pack, limit=args.limit
         )
     if args.json:
@@ -134,12 +134,12 @@ def _redeliver(args: argparse.Namespace) -> int:
         raise ValidationFailed([Problem(None, f"no sink named {sink!r} in the config")])
     with open_registry(args) as registry, registry.db.write() as session:
         seqs = []
-        for prefix, found in outbox.find_events(session, args.ids).items():
+        for prefix, found in outbox_admin.find_events(session, args.ids).items():
             if len(found) != 1:
                 why = "no event" if not found else "more than one event"
                 raise ValidationFailed([Problem(None, f"{why} has an id starting {prefix!r}")])
             seqs.append(found[0].seq)
-        queued = outbox.redeliver(
+        queued = outbox_admin.redeliver(
             session,
             utcnow(),
             event_seqs=seqs,

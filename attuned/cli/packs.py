@@ -6,7 +6,7 @@ import argparse
 
 from attuned.cli.common import add_common, open_registry, pack_dict, print_json, table
 from attuned.cli.verbs import help_of
-from attuned.store import repository
+from attuned.store import registered_packs, run_records
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,8 +17,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def run(args: argparse.Namespace) -> int:
     with open_registry(args) as registry, registry.db.read() as session:
-        packs = repository.list_packs(session)
-        statuses = repository.latest_statuses(session)
+        packs = registered_packs.list_packs(session)
+        statuses = run_records.latest_statuses(session)
     if args.json:
         print_json([pack_dict(p, statuses.get(p.ref, "none")) for p in packs])
         return 0

@@ -29,11 +29,11 @@ from attuned.reconcile.model import Memory
 from attuned.reconcile.planner import plan as make_plan
 from attuned.reconcile.preview import PackPreview, Preview, Served
 from attuned.settings.git import GitSourceConfig
-from attuned.store import repository
+from attuned.store import registered_packs, suspensions
 from attuned.store.attune.reader import ComponentRow
 from attuned.store.database import Database
 from attuned.store.packstore import PackStore
-from attuned.store.repository import RegisteredPack
+from attuned.store.registered_packs import RegisteredPack
 
 _LABEL = {"noop": "no change"}
 _MARK = {"added": "+", "changed": "~", "removed": "-"}
@@ -99,10 +99,10 @@ def make_preview(args: argparse.Namespace) -> Preview:
     db = open_database(config)
     try:
         with _reading(db) as session:
-            suspended = set(repository.suspended_refs(session))
+            suspended = set(suspensions.suspended_refs(session))
             actual = facts.actual_packs(session, suspended)
             failures = facts.remembered_failures(session)
-            registered = {p.ref: p for p in repository.list_packs(session)}
+            registered = {p.ref: p for p in registered_packs.list_packs(session)}
         scans = [_scan(config, s, args.source, args.revision) for s in config.sources]
         origins = {p.origin: p.ref for p in registered.values() if p.source is not None}
         desired = inplace.with_origin_hints(inplace.desired_of(scans), origins)
@@ -218,7 +218,7 @@ def _served_from(
 
         def rows() -> Sequence[ComponentRow]:
             with _reading(db) as session:
-                return repository.components_of(session, record.id)
+                return registered_packs.components_of(session, record.id)
 
         return preview.served_components(active, rows)
 

@@ -28,9 +28,9 @@ from attuned.cli.summary import render_result
 from attuned.cli.verbs import help_of
 from attuned.errors import AttunedError, Problem, ValidationFailed
 from attuned.results import PackTestResult
-from attuned.store import cases, repository
+from attuned.store import cases, registered_packs, run_records
 from attuned.store.models import TestRun, aware
-from attuned.store.repository import RegisteredPack
+from attuned.store.registered_packs import RegisteredPack
 from attuned.testing.regressions import Case, case_id
 
 _TRYING = (
@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
         return show_provenance(args)
     config = config_of(args)
     with open_registry(args, config) as registry, registry.db.read() as session:
-        record = repository.get_pack(session, args.ref)
-        components = repository.components_of(session, record.id) if record else []
-        latest = next(iter(repository.executions(session, args.ref, limit=1)), None)
+        record = registered_packs.get_pack(session, args.ref)
+        components = registered_packs.components_of(session, record.id) if record else []
+        latest = next(iter(run_records.executions(session, args.ref, limit=1)), None)
         failing = [c for c in cases.run_cases(session, latest) if c.failing] if latest else []
     attempt = last_attempt(record, latest, failing, daemon_view(config.status_path, args.ref))
     if record is None and attempt is None:
@@ -173,7 +173,7 @@ def provenance_lines(record: dict[str, Any]) -> list[str]:
 
 def daemon_view(status_path: Path, ref: str) -> DaemonView:
     """The status file's word on `ref`; nothing when there is no (readable) file."""
-    from attuned.cli.status import read
+    from attuned.cli.statusfile import read
 
     try:
         status = read(status_path)

@@ -12,7 +12,7 @@ from attuned.cli.verbs import help_of
 from attuned.errors import AttunedError
 from attuned.notify import events
 from attuned.report.log import Event, get_logger
-from attuned.store import repository
+from attuned.store import suspensions
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     event = Event.PACK_SUSPENDED if args.verb == "suspend" else Event.PACK_RESUMED
     with open_registry(args) as registry, registry.db.write() as session:
         if args.verb == "suspend":
-            changed = repository.suspend(session, args.ref, args.reason)
+            changed = suspensions.suspend(session, args.ref, args.reason)
         else:
-            changed = repository.resume(session, args.ref)
+            changed = suspensions.resume(session, args.ref)
         fields = {"pack": args.ref, "reason": getattr(args, "reason", None)}
         told = events.record(event, fields)
         if changed:  # in the same transaction: the event is there exactly when the change is

@@ -11,7 +11,7 @@ from attuned.cli.summary import render_result
 from attuned.cli.verbs import help_of
 from attuned.errors import TestsFailed
 from attuned.pack.loader import load_pack
-from attuned.registry import tester_for
+from attuned.registry.wiring import tester_for
 from attuned.results import PackTestResult
 
 

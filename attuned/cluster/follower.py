@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from attuned.cluster.archives import NOTIFY_CHANNEL, load_archive, unpack_verified
 from attuned.errors import AttunedError, StoreError
 from attuned.pack.content import list_files
-from attuned.store import repository
+from attuned.store import registered_packs
 from attuned.store.archive import ArchiveLimits
 from attuned.store.database import Database
 from attuned.store.packstore import PackStore, version_dirname
@@ -88,7 +88,7 @@ class Follower:
         """Make the store agree with the pack rows; raises only if the rows cannot be read."""
         self._listen_before_reading()
         with self.db.read() as session:
-            wanted = {p.ref: (p.version, p.digest) for p in repository.managed_heads(session)}
+            wanted = {p.ref: (p.version, p.digest) for p in registered_packs.managed_heads(session)}
         result = SyncResult()
         for ref, (version, pack_digest) in sorted(wanted.items()):
             try:

@@ -30,7 +30,7 @@ from attuned.cluster.leader import (
 from attuned.config import AttunedConfig
 from attuned.registry import CommitHooks, Registry
 from attuned.report.log import Event, get_logger
-from attuned.store.repository import RegisteredPack
+from attuned.store.registered_packs import RegisteredPack
 
 log = get_logger()
 Role = Literal["leader", "follower"]

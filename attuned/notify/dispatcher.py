@@ -23,10 +23,11 @@ from attuned.errors import headline
 from attuned.notify.sinks import AnySinkConfig, Attempt, Sink, build
 from attuned.report.log import Event, get_logger
 from attuned.settings.notify import SecretError
-from attuned.store import outbox
+from attuned.store import delivery_queue, outbox
 from attuned.store.database import Database
+from attuned.store.delivery_queue import Queued, Verdict
 from attuned.store.models import utcnow
-from attuned.store.outbox import DEAD, DELIVERED, PENDING, Queued, SinkCounts, Verdict
+from attuned.store.outbox import DEAD, DELIVERED, PENDING, SinkCounts
 
 log = get_logger()
 
@@ -143,7 +144,7 @@ class _SinkWorker:
     def _batch(self, sink: Sink) -> int:
         database = self.dispatcher.database
         with database.read() as session:
-            queued = outbox.queue(session, self.config.name, utcnow())
+            queued = delivery_queue.queue(session, self.config.name, utcnow())
         if not queued:
             return 0
         verdicts: list[Verdict] = []
@@ -162,7 +163,7 @@ class _SinkWorker:
             if verdict.state != DELIVERED:
                 held.add(item.subject)
         with database.write() as session:
-            outbox.record(session, verdicts)
+            delivery_queue.record(session, verdicts)
         retries = [v.retry_at for v in verdicts if v.retry_at is not None]
         self.next_retry = min(retries) if retries else None
         self.dispatcher.changed.set()

@@ -61,56 +61,76 @@ class DriftCheck:
         if records is None:
             with registry.db.read() as session:
                 records = repository.managed_heads(session)
-        served_refs = {record.ref for record in records}
-        for ref in [ref for ref in self._verified if ref not in served_refs]:
-            del self._verified[ref]  # no longer served: nothing to keep for it
-            self.changes += 1
+        self._forget_unserved({record.ref for record in records})
         drifted = []
         for record in records:
-            found = registry.store.active_path(record.ref)
-            if found is None:
-                continue
-            started_ns = time.time_ns()
-            seen = fingerprint(found)
-            if seen is None and not os.path.isdir(found):
-                continue  # gone: the store's repair at start makes links agree again
-            served = Path(found)
-            if seen is not None and self._verified.get(record.ref) == (record.digest, seen):
-                continue
-            try:
-                files = list_files(served)
-                actual = digest(served, files)
-                self.bytes_hashed += sum(f.size for f in files)
-            except AttunedError as exc:
-                actual = f"unreadable: {exc}"
-            if actual == record.digest:
-                # remember only a settled fingerprint: a write in this same clock tick could
-                # otherwise hide behind an unchanged one
-                if seen is not None and seen.settled(started_ns - self.racy_window_ns):
-                    self._verified[record.ref] = (record.digest, seen)
-                    self.changes += 1
+            actual = self._drifted_digest(registry, record)
+            if actual is None:
                 continue
             drifted.append(record.ref)
             if self._verified.pop(record.ref, None) is not None:
                 self.changes += 1
-            snapshot = self.snapshots.root / record.digest
-            if snapshot.is_dir():
-                registry.store.restore(record.ref, record.version, snapshot)
-                self.conditions.tell(
-                    "warning",
-                    Event.PACK_DRIFT_REPAIRED,
-                    pack=record.ref,
-                    version=record.version,
-                    digest=record.digest,
-                    source=record.source,
-                )
-            else:
-                self.conditions.report(
-                    f"drift:{record.ref}:{actual}",
-                    Event.PACK_DRIFT_DETECTED,
-                    pack=record.ref,
-                    version=record.version,
-                    digest=record.digest,
-                    reason="no snapshot to restore from (registered by hand?)",
-                )
+            self._repair(registry, record, actual)
         return drifted
+
+    def _forget_unserved(self, served_refs: set[str]) -> None:
+        for ref in [ref for ref in self._verified if ref not in served_refs]:
+            del self._verified[ref]  # no longer served: nothing to keep for it
+            self.changes += 1
+
+    def _drifted_digest(self, registry: Registry, record: repository.PackHead) -> str | None:
+        """What the served files of `record` digest to when that is not the recorded digest;
+        None when they match (or are not served), read only when the fingerprint changed."""
+        found = registry.store.active_path(record.ref)
+        if found is None:
+            return None
+        started_ns = time.time_ns()
+        seen = fingerprint(found)
+        if seen is None and not os.path.isdir(found):
+            return None  # gone: the store's repair at start makes links agree again
+        served = Path(found)
+        if seen is not None and self._verified.get(record.ref) == (record.digest, seen):
+            return None
+        actual = self._content_digest(served)
+        if actual != record.digest:
+            return actual
+        # remember only a settled fingerprint: a write in this same clock tick could
+        # otherwise hide behind an unchanged one
+        if seen is not None and seen.settled(started_ns - self.racy_window_ns):
+            self._verified[record.ref] = (record.digest, seen)
+            self.changes += 1
+        return None
+
+    def _content_digest(self, served: Path) -> str:
+        """The digest of what `served` holds now (its bytes counted as hashed), or why it
+        cannot be read."""
+        try:
+            files = list_files(served)
+            actual = digest(served, files)
+            self.bytes_hashed += sum(f.size for f in files)
+        except AttunedError as exc:
+            actual = f"unreadable: {exc}"
+        return actual
+
+    def _repair(self, registry: Registry, record: repository.PackHead, actual: str) -> None:
+        """Serve the snapshot of the recorded digest again, or say there is none."""
+        snapshot = self.snapshots.root / record.digest
+        if snapshot.is_dir():
+            registry.store.restore(record.ref, record.version, snapshot)
+            self.conditions.tell(
+                "warning",
+                Event.PACK_DRIFT_REPAIRED,
+                pack=record.ref,
+                version=record.version,
+                digest=record.digest,
+                source=record.source,
+            )
+        else:
+            self.conditions.report(
+                f"drift:{record.ref}:{actual}",
+                Event.PACK_DRIFT_DETECTED,
+                pack=record.ref,
+                version=record.version,
+                digest=record.digest,
+                reason="no snapshot to restore from (registered by hand?)",
+            )

@@ -7,15 +7,15 @@ from sqlmodel import Session
 from attuned.reconcile.model import ActualPack, Failure, FailureKind, Requirement
 from attuned.reconcile.summary import ServedPack
 from attuned.report.status import LastTest, failing_case_names
-from attuned.store import repository
+from attuned.store import registered_packs, revisions, run_records
 from attuned.store.cases import cases_of_result
 from attuned.store.models import TestRun, aware
 
 
 def actual_packs(session: Session, suspended: set[str]) -> dict[str, ActualPack]:
     packs = {}
-    dependencies = repository.pack_dependencies(session)
-    for record in repository.pack_heads(session):
+    dependencies = registered_packs.pack_dependencies(session)
+    for record in registered_packs.pack_heads(session):
         requires = tuple(Requirement(d.ref, d.version) for d in dependencies.get(record.ref, []))
         packs[record.ref] = ActualPack(
             ref=record.ref,
@@ -30,12 +30,12 @@ def actual_packs(session: Session, suspended: set[str]) -> dict[str, ActualPack]
 
 
 def served_packs(
-    session: Session, heads: list[repository.PackHead] | None = None
+    session: Session, heads: list[registered_packs.PackHead] | None = None
 ) -> dict[str, ServedPack]:
     """`heads`: the managed heads already read in this transaction's pass, if any."""
-    activated = repository.activation_times(session)
+    activated = revisions.activation_times(session)
     served = {}
-    for record in repository.managed_heads(session) if heads is None else heads:
+    for record in registered_packs.managed_heads(session) if heads is None else heads:
         served[record.ref] = ServedPack(
             ref=record.ref,
             version=record.version,
@@ -58,7 +58,7 @@ def last_tests(session: Session) -> dict[str, LastTest]:
             reason=row.gate_reason,
             failed_cases=_first_failing(row) if row.failed else [],
         )
-        for ref, row in repository.latest_executions(session).items()
+        for ref, row in run_records.latest_executions(session).items()
     }
 
 
@@ -70,7 +70,7 @@ def _first_failing(run: TestRun) -> list[str]:
 def remembered_failures(session: Session) -> dict[str, Failure]:
     """Rollbacks that are still the latest word on a ref: not retried after a restart."""
     failures = {}
-    for ref, row in repository.latest_executions(session).items():
+    for ref, row in run_records.latest_executions(session).items():
         if row.outcome == "rolled_back" and row.pack_digest:
             at = aware(row.execution_time)
             failures[ref] = Failure(

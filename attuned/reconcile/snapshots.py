@@ -9,16 +9,15 @@ another. A stat cache keeps an unchanged pack from being read again at every sca
   3f2a9c...e1      one complete, verified copy per content digest
   .tmp-<uuid>/     a copy in progress (never read; removed by collect_garbage after a crash)
 ```
+
+The copy itself is `snapshot_copy`'s, and what the stat cache compares is `fingerprints`'.
 """
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import os
 import re
 import shutil
-import stat
 import threading
 import time
 import uuid
@@ -28,33 +27,23 @@ from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
 
-from attuned import faults
-from attuned.errors import AttunedError, Problem, ValidationFailed
-from attuned.pack.content import IGNORED_NAMES, PackFile, digest, digest_header, list_files
-from attuned.pack.limits import PackLimits, check_files, check_tree, refusal
+from attuned.errors import Problem, ValidationFailed
+from attuned.pack.content import digest, list_files
+from attuned.pack.limits import PackLimits, check_files, check_tree
 from attuned.pack.loader import Pack, load_pack
+from attuned.reconcile.fingerprints import Fingerprint as Fingerprint
+from attuned.reconcile.fingerprints import fingerprint as fingerprint
+from attuned.reconcile.snapshot_copy import SnapshotChanged as SnapshotChanged
+from attuned.reconcile.snapshot_copy import copy_pack, install
+
+# imported `as` themselves: the sources and the drift check take Fingerprint, fingerprint
+# and SnapshotChanged from here, with the store
 
 TMP_PREFIX = ".tmp-"
 # a file changed less than this long before it was stat'ed is read again next time: a second
 # change within the same timestamp tick (2 s on FAT, one jiffy on ext4) would look like none
 RACY_WINDOW_NS = 2_000_000_000
 _DIGEST_NAME = re.compile(r"^[0-9a-f]{64}$")
-_CHUNK = 1 << 20
-# never follow a symlink swapped in, never block on a FIFO (as `content.copy_files`)
-_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
-_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-
-# (relpath, mode, size, mtime_ns, ctime_ns, inode) of one file below a pack directory
-FileStat = tuple[str, int, int, int, int, int]
-
-
-class SnapshotChanged(AttunedError):
-    """The pack's files changed while they were being copied; scan again later."""
-
-    def __init__(self, source_dir: Path, reason: str) -> None:
-        self.source_dir = source_dir
-        self.reason = f"{reason}; it will be read again"
-        super().__init__(f"{source_dir}: {self.reason}")
 
 
 class Outcome(StrEnum):
@@ -122,82 +111,6 @@ class Snapshot:
             return self.known
         assert self.pack is not None
         return Summary.of(self.pack)
-
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """What the stat cache compares: the directory itself and every file below it (path,
-    mode, size, mtime, ctime, inode of each), kept as 16 bytes: the full rows of 1,000 packs
-    cost 12 MiB, twice, in a daemon that keeps them for its lifetime, and the cache is
-    written to disk (`StatCache`) so that a restart does not read every pack again."""
-
-    device: int
-    inode: int
-    files: bytes
-    newest_ctime_ns: int
-
-    def settled(self, before_ns: int) -> bool:
-        """Whether no file changed after `before_ns` (ctime: a write cannot set it back)."""
-        return self.newest_ctime_ns < before_ns
-
-    def to_json(self) -> list[int | str]:
-        return [self.device, self.inode, self.files.hex(), self.newest_ctime_ns]
-
-    @classmethod
-    def from_json(cls, data: object) -> Fingerprint:
-        """Raises ValueError/TypeError on anything but what `to_json` wrote."""
-        if not isinstance(data, list) or len(data) != 4:
-            raise ValueError(f"not a fingerprint: {data!r}")
-        device, inode, files, newest = data
-        if not all(isinstance(v, int) for v in (device, inode, newest)):
-            raise ValueError(f"not a fingerprint: {data!r}")
-        return cls(device, inode, bytes.fromhex(files), newest)
-
-
-def fingerprint(source_dir: Path | str) -> Fingerprint | None:
-    """Stat every file below `source_dir` (no content is read); None when it cannot be walked.
-
-    This is most of what a no-op pass costs (one per pack, and one per served pack for the
-    drift check), so it keeps to the floor: one `scandir` per directory, one `lstat` per file,
-    and a digest of plain integers. Names go through BLAKE2; the stat values, integers only,
-    through Python's tuple hash, which is the same in every process (only str and bytes hashes
-    are salted) and 4x cheaper than formatting them.
-    """
-    rows: list[FileStat] = []
-    try:
-        top = os.stat(source_dir)
-        pending = [str(source_dir)]
-        cut = len(pending[0]) + 1
-        while pending:
-            with os.scandir(pending.pop()) as entries:
-                for entry in entries:
-                    if entry.name in IGNORED_NAMES:
-                        continue
-                    if entry.is_dir(follow_symlinks=False):
-                        pending.append(entry.path)
-                        continue
-                    info = entry.stat(follow_symlinks=False)
-                    rows.append(
-                        (
-                            entry.path[cut:],
-                            info.st_mode,
-                            info.st_size,
-                            info.st_mtime_ns,
-                            info.st_ctime_ns,
-                            info.st_ino,
-                        )
-                    )
-    except OSError:
-        return None
-    rows.sort()
-    names = hashlib.blake2b("\0".join([row[0] for row in rows]).encode(), digest_size=8)
-    values = hash(tuple([row[1:] for row in rows])) & 0xFFFF_FFFF_FFFF_FFFF
-    return Fingerprint(
-        top.st_dev,
-        top.st_ino,
-        names.digest() + values.to_bytes(8, "little"),
-        max((row[4] for row in rows), default=0),
-    )
 
 
 class _Entry(NamedTuple):
@@ -378,7 +291,7 @@ class SnapshotStore:
             self._in_progress.add(tmp)
         try:
             self._copy(source_dir, pack, tmp, limits)
-            _install(tmp, final)
+            install(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             with self._lock:
@@ -392,18 +305,7 @@ class SnapshotStore:
         The digest covers the bytes that were validated (load_pack), so an equal digest is
         an equal validation: the copy is not loaded again.
         """
-        try:
-            written = _copy_listed(source_dir, pack.files, tmp, limits)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-            raise SnapshotChanged(
-                source_dir, f"a file vanished while being copied ({exc.filename})"
-            ) from None
-        except OSError as exc:  # a symlink or a FIFO swapped in: never followed
-            if exc.errno not in (errno.ELOOP, errno.EINVAL):
-                raise
-            raise SnapshotChanged(
-                source_dir, f"a file changed while being copied ({exc.filename}: {exc.strerror})"
-            ) from None
+        written = copy_pack(source_dir, pack.files, tmp, limits)
         self._hashed(pack)
         if written != pack.digest:
             raise SnapshotChanged(
@@ -432,68 +334,3 @@ class SnapshotStore:
     def _hashed(self, pack: Pack) -> None:
         with self._lock:
             self.bytes_hashed += sum(f.size for f in pack.files)
-
-
-def _copy_listed(source_dir: Path, files: list[PackFile], target: Path, limits: PackLimits) -> str:
-    """`content.copy_files`, but no file yields more bytes than were listed for it: one that
-    grew since is refused when past the per-file cap (with the file named), else is a change
-    (SnapshotChanged); nothing past the listed size is ever written. Returns the digest of
-    the bytes written, as `content.digest` spells it."""
-    target.mkdir(parents=True)
-    made = {""}
-    hasher = hashlib.sha256()
-    for index, item in enumerate(files):
-        if index == len(files) // 2:
-            faults.point("mid_copy")
-        parent = item.relpath.rpartition("/")[0]
-        if parent not in made:
-            os.makedirs(target / parent, exist_ok=True)
-            made.add(parent)
-        hasher.update(digest_header(item))
-        source = source_dir / item.relpath
-        if _copy_one(source, target / item.relpath, item, hasher):
-            grown = os.lstat(source).st_size
-            why = limits.file_too_big(grown)
-            if why is not None:
-                raise refusal(source, why)
-            raise SnapshotChanged(
-                source_dir,
-                f"files changed while being copied ({item.relpath} grew to {grown} bytes)",
-            )
-    return hasher.hexdigest()
-
-
-def _copy_one(source: Path, dest: Path, item: PackFile, hasher: hashlib._Hash) -> bool:
-    """Copy at most `item.size` bytes; True when the file holds more than that."""
-    fd = os.open(source, _READ_FLAGS)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "no longer a regular file", str(source))
-        out = os.open(dest, _CREATE_FLAGS, item.mode)
-        try:
-            os.fchmod(out, item.mode)  # whatever the umask
-            left = item.size
-            while left > 0 and (chunk := os.read(fd, min(left, _CHUNK))):
-                hasher.update(chunk)
-                left -= len(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(out, view) :]
-        finally:
-            os.close(out)
-        # one byte past the listed size: a short file is caught by the digest, a long one here
-        return bool(os.read(fd, 1))
-    finally:
-        os.close(fd)
-
-
-def _install(tmp: Path, final: Path) -> None:
-    """Give the verified copy its name; a concurrent twin that won the race is as good.
-
-    No fsync: a snapshot damaged by a power cut is caught by the digest check on reuse.
-    """
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        if not final.is_dir():
-            raise

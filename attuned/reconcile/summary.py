@@ -6,7 +6,7 @@ is computed from what happened, so it cannot disagree with the database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -192,3 +192,24 @@ def _apply_result(status: PackStatus, result: StepResult, memory: Memory, now: d
         else (f"{version} failed at {now:%H:%M:%S}")
     )
     status.reason = f"serving {status.version}; {why}" if status.version is not None else why
+
+
+def pass_counts(results: Iterable[StepResult], packs: Mapping[str, PackStatus]) -> dict[str, int]:
+    """What a pass did and left: its steps by kind (or by how they ended, when not done),
+    then its packs by state, as `reconcile.finished` and the status file count them."""
+    counts: dict[str, int] = {}
+    for result in results:
+        key = (
+            result.action.kind.value
+            if result.outcome is StepOutcome.DONE
+            else (result.outcome.value)
+        )
+        counts[key] = counts.get(key, 0) + 1
+    for pack in packs.values():
+        counts[f"state_{pack.state}"] = counts.get(f"state_{pack.state}", 0) + 1
+    return counts
+
+
+def any_failed(packs: Mapping[str, PackStatus]) -> bool:
+    """Whether `reconcile --once` exits 4: a pack failed, is invalid or is blocked."""
+    return any(p.state in ("failed", "invalid", "blocked") for p in packs.values())

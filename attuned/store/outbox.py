@@ -4,18 +4,21 @@ their deliveries, one per sink whose filter takes the event.
 Everything the dispatcher knows lives in these rows, so a restart resumes where it stopped.
 Order is kept per subject (one pack, one source): a delivery waits while an earlier one of
 its subject is pending for the same sink. This module only reads and writes rows; when to
-retry and what a sink answered is the dispatcher's business (`attuned.notify`).
+retry and what a sink answered is the dispatcher's business (`attuned.notify`). Here:
+writing events, the stored event, each sink's counts and the upkeep; the dispatcher's
+queue is `attuned.store.delivery_queue`, the operators' listing and redelivery
+`attuned.store.outbox_admin`.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 from sqlmodel import Session
 
 from attuned.store.models import OutboxDelivery, OutboxEvent, aware, utcnow
@@ -110,18 +113,7 @@ def add(
     return True
 
 
-# -- the dispatcher's side -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Queued:
-    """A pending delivery with its event, ready to send."""
-
-    delivery_id: int
-    sink: str
-    subject: str
-    attempts: int
-    event: StoredEvent
+# -- stored events, as the dispatcher and the operators read them -----------------------------
 
 
 @dataclass(frozen=True)
@@ -137,7 +129,8 @@ class StoredEvent:
     created_at: datetime
 
 
-def _stored(row: Any) -> StoredEvent:
+def stored_event(row: Any) -> StoredEvent:
+    """An `outbox_event` row (or a joined row with its columns) as a StoredEvent."""
     return StoredEvent(
         seq=row.seq,
         id=row.id,
@@ -151,101 +144,7 @@ def _stored(row: Any) -> StoredEvent:
     )
 
 
-def queue(session: Session, sink: str, now: datetime, limit: int = 200) -> list[Queued]:
-    """The deliveries `sink` may attempt now, oldest first: for each subject whose oldest
-    pending delivery is due, that one and the pending ones after it (each to be sent only
-    if the one before it was delivered)."""
-    connection = session.connection()
-    heads = (
-        select(_D.subject, func.min(_D.event_seq).label("head"))
-        .where(_D.sink == sink, _D.state == PENDING)
-        .group_by(_D.subject)
-        .subquery()
-    )
-    due_subjects = [
-        subject
-        for (subject,) in connection.execute(
-            select(heads.c.subject)
-            .join(_deliveries, and_(_D.event_seq == heads.c.head, _D.sink == sink))
-            .where(_D.next_attempt_at <= now)
-            .order_by(heads.c.head)
-            .limit(limit)
-        )
-    ]
-    if not due_subjects:
-        return []
-    rows = connection.execute(
-        select(
-            *_events.c,
-            _D.id.label("delivery_id"),
-            _D.attempts.label("delivery_attempts"),
-        )
-        .join(_events, _E.seq == _D.event_seq)
-        .where(_D.sink == sink, _D.state == PENDING, _D.subject.in_(due_subjects))
-        .order_by(_D.event_seq)
-        .limit(limit)
-    ).all()
-    return [
-        Queued(
-            delivery_id=row.delivery_id,
-            sink=sink,
-            subject=row.subject,
-            attempts=row.delivery_attempts,
-            event=_stored(row),
-        )
-        for row in rows
-    ]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """What became of one attempt: the delivery's new state and, while pending, when to try
-    again."""
-
-    delivery_id: int
-    state: str
-    at: datetime
-    error: str | None = None
-    retry_at: datetime | None = None
-
-
-def record(session: Session, verdicts: Iterable[Verdict]) -> None:
-    """Store the verdicts of a batch of attempts: one statement per kind of verdict, run
-    for all of its rows (one UPDATE per row was most of the dispatcher's database time)."""
-    groups: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
-    for verdict in verdicts:
-        delivered = verdict.state == DELIVERED
-        retried = verdict.retry_at is not None
-        row = {
-            "b_id": verdict.delivery_id,
-            "b_state": verdict.state,
-            "b_at": verdict.at,
-            "b_error": verdict.error,
-        }
-        if retried:
-            row["b_retry_at"] = verdict.retry_at
-        groups.setdefault((delivered, retried), []).append(row)
-    connection = session.connection()
-    for (delivered, retried), rows in groups.items():
-        values: dict[str, Any] = {
-            "state": bindparam("b_state"),
-            "attempts": _D.attempts + 1,
-            "last_attempt_at": bindparam("b_at"),
-            "last_error": bindparam("b_error"),
-        }
-        if delivered:
-            values["delivered_at"] = bindparam("b_at")
-        if retried:
-            values["next_attempt_at"] = bindparam("b_retry_at")
-        statement = (
-            update(_deliveries)
-            .where(_D.id == bindparam("b_id"), _D.state == PENDING)
-            .values(**values)
-        )
-        connection.execute(statement, rows)
-
-
-# -- what operators ask ----------------------------------------------------------------------
+# -- the state of each sink (the status and the dispatcher report it) -------------------------
 
 
 @dataclass(frozen=True)
@@ -299,120 +198,7 @@ def counts(session: Session) -> dict[str, SinkCounts]:
     }
 
 
-@dataclass(frozen=True)
-class Listed:
-    """An event with one of its deliveries (sink None: no sink took it)."""
-
-    event: StoredEvent
-    sink: str | None
-    state: str | None
-    attempts: int
-    last_error: str | None
-    next_attempt_at: datetime | None
-    delivered_at: datetime | None
-
-
-def listing(
-    session: Session,
-    *,
-    state: str | None = None,
-    sink: str | None = None,
-    ref: str | None = None,
-    limit: int = 100,
-) -> list[Listed]:
-    """Newest first: events and their deliveries, filtered by delivery state, sink or pack."""
-    query = (
-        select(
-            *_events.c,
-            _D.sink.label("d_sink"),
-            _D.state.label("d_state"),
-            _D.attempts.label("d_attempts"),
-            _D.last_error.label("d_error"),
-            _D.next_attempt_at.label("d_next"),
-            _D.delivered_at.label("d_delivered"),
-        )
-        .select_from(_events.outerjoin(_deliveries, _D.event_seq == _E.seq))
-        .order_by(_E.seq.desc(), _D.sink)
-        .limit(limit)
-    )
-    if state is not None:
-        query = query.where(_D.state == state)
-    if sink is not None:
-        query = query.where(_D.sink == sink)
-    if ref is not None:
-        query = query.where(_E.ref == ref)
-    return [
-        Listed(
-            event=_stored(row),
-            sink=row.d_sink,
-            state=row.d_state,
-            attempts=row.d_attempts or 0,
-            last_error=row.d_error,
-            next_attempt_at=aware(row.d_next),
-            delivered_at=aware(row.d_delivered),
-        )
-        for row in session.connection().execute(query)
-    ]
-
-
-def find_events(session: Session, prefixes: Sequence[str]) -> dict[str, list[StoredEvent]]:
-    """Each id prefix -> the events whose id starts with it (the CLI shows 8 characters)."""
-    connection = session.connection()
-    found: dict[str, list[StoredEvent]] = {}
-    for prefix in prefixes:
-        rows = connection.execute(
-            select(*_events.c).where(_E.id.like(prefix.replace("%", "") + "%")).limit(2)
-        )
-        found[prefix] = [_stored(row) for row in rows]
-    return found
-
-
-def redeliver(
-    session: Session,
-    now: datetime,
-    *,
-    event_seqs: Sequence[int] = (),
-    dead: bool = False,
-    sink: str | None = None,
-    routes: Mapping[str, Route] | None = None,
-) -> int:
-    """Queue deliveries again (attempts start over): those of `event_seqs`, or every dead
-    one; only `sink`'s when given. An event `sink` never had a delivery for gets one
-    (`routes` names the sinks that exist). Returns how many deliveries were queued."""
-    connection = session.connection()
-    conditions = []
-    if event_seqs:
-        conditions.append(_D.event_seq.in_(event_seqs))
-    if dead:
-        conditions.append(_D.state == DEAD)
-    if sink is not None:
-        conditions.append(_D.sink == sink)
-    queued = connection.execute(
-        update(_deliveries)
-        .where(and_(*conditions) if conditions else or_(False))
-        .values(state=PENDING, attempts=0, next_attempt_at=now, last_error=None, delivered_at=None)
-    ).rowcount
-    if sink is not None and event_seqs and routes is not None and sink in routes:
-        have = {
-            seq
-            for (seq,) in connection.execute(
-                select(_D.event_seq).where(_D.event_seq.in_(event_seqs), _D.sink == sink)
-            )
-        }
-        for seq in sorted(set(event_seqs) - have):
-            subject = connection.execute(select(_E.subject).where(_E.seq == seq)).scalar_one()
-            connection.execute(
-                insert(_deliveries).values(
-                    event_seq=seq,
-                    sink=sink,
-                    subject=subject,
-                    state=PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                )
-            )
-            queued += 1
-    return int(queued)
+# -- upkeep: removed sinks and old events -----------------------------------------------------
 
 
 def any_before(session: Session, before: datetime) -> bool:

@@ -29,7 +29,7 @@ from attuned.store.models import ActivationProvenance, aware
 if TYPE_CHECKING:
     from attuned.envs.python import PythonEnvironments
     from attuned.results import PackTestResult
-    from attuned.store.repository import RegisteredPack
+    from attuned.store.registered_packs import RegisteredPack
 
 
 @dataclass(frozen=True)

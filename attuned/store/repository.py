@@ -1,91 +1,61 @@
-"""Queries and writes on both layers (Attune's tables and attuned's own), each inside a
-session the caller owns. The rest of attuned speaks of packs here, never of Attune's columns.
+"""Writing a pack's registration on both layers (Attune's tables and attuned's own), inside
+a session the caller owns: the pack's rows, the `managed_pack` row that says attuned put
+them there, the runtimes its actions waited for, and the deletion of it all.
 
-A pack is *registered* when Attune's `pack` table has it, whoever put it there; it is
-*managed* when attuned put it there (its `managed_pack` row names that very row). Only
-managed packs have a digest, a source and a place in the pack store.
+Reading packs back is `attuned.store.registered_packs`'s job; the registry and the daemon still
+reach a few of the readers, and the run, revision and suspension writers, through this
+module (see `__all__`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple
 
 from sqlalchemy import bindparam
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
-from sqlmodel import Session, col, delete, select
+from sqlmodel import Session, col, delete
 
 from attuned.pack.loader import Pack
-from attuned.pack.manifest import Dependency, dependency_from
-from attuned.results import PackTestResult
-from attuned.store import cases
 from attuned.store.attune import reader, writer
-from attuned.store.attune import tables as t
-from attuned.store.attune.reader import ComponentRow
 from attuned.store.attune.rows import Installation, pack_rows
-from attuned.store.models import (
-    ManagedPack,
-    PackRevision,
-    PackSuspension,
-    TestRun,
-    utcnow,
+from attuned.store.models import ManagedPack, utcnow
+from attuned.store.registered_packs import (
+    PackHead,
+    RegisteredPack,
+    component_refs,
+    dependents,
+    get_pack,
+    managed_heads,
+    registered_pack,
 )
-from attuned.testing.regressions import cases_of
+from attuned.store.revisions import close_revision, record_activation
+from attuned.store.run_records import add_test_run
+from attuned.store.session_cache import expire_held
+from attuned.store.suspensions import suspended_refs
 
-# -- reading packs ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RegisteredPack:
-    """A pack as Attune's table has it, with attuned's bookkeeping when attuned manages it."""
-
-    id: int
-    ref: str
-    label: str
-    description: str | None
-    version: str
-    digest: str  # "" unless managed
-    origin: str
-    source: str | None  # None: by hand, or not attuned's
-    source_revision: str | None
-    managed: bool
-    system: bool
-    tags: list[str]
-    runtime_deps: list[str]
-    dependencies: list[str]
-    meta: dict[str, Any]
-    conf_schema: dict[str, Any]
-    config: dict[str, Any]
-    storage_path: str | None
-    source_type: str | None
-    source_url: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-def _managed(session: Session) -> dict[str, ManagedPack]:
-    return {m.ref: m for m in session.exec(select(ManagedPack)).all()}
-
-
-class _Managed(Protocol):
-    """What a RegisteredPack takes from attuned's bookkeeping (a ManagedPack has it)."""
-
-    @property
-    def pack_id(self) -> int: ...
-    @property
-    def version(self) -> str: ...
-    @property
-    def digest(self) -> str: ...
-    @property
-    def origin(self) -> str: ...
-    @property
-    def source(self) -> str | None: ...
-    @property
-    def source_revision(self) -> str | None: ...
+# the registry, the daemon and `history` reach these through this module
+__all__ = [
+    "PackHead",
+    "Preflight",
+    "RegisteredPack",
+    "Saved",
+    "add_test_run",
+    "can_link_pending_runtimes",
+    "close_revision",
+    "component_refs",
+    "delete_pack",
+    "dependents",
+    "get_pack",
+    "link_pending_runtimes",
+    "managed_heads",
+    "preflight",
+    "record_activation",
+    "save_pack",
+    "suspended_refs",
+]
 
 
 class _Written(NamedTuple):
@@ -99,150 +69,6 @@ class _Written(NamedTuple):
     source_revision: str | None
 
 
-def _is_current(managed: _Managed | None, pack_id: int, version: str) -> bool:
-    """Whether attuned wrote the pack row Attune has now (not replaced behind its back)."""
-    return managed is not None and _same_row(managed.pack_id, managed.version, pack_id, version)
-
-
-def _same_row(
-    managed_id: int | None, managed_version: str | None, pack_id: int, version: str
-) -> bool:
-    return managed_id == pack_id and managed_version == version
-
-
-def _registered(row: reader.AttunePack, managed: _Managed | None) -> RegisteredPack:
-    mine = managed if _is_current(managed, row.id, row.version) else None
-    return RegisteredPack(
-        id=row.id,
-        ref=row.ref,
-        label=row.label,
-        description=row.description,
-        version=row.version,
-        digest=mine.digest if mine else "",
-        origin=mine.origin if mine else (row.source_url or ""),
-        source=mine.source if mine else None,
-        source_revision=mine.source_revision if mine else None,
-        managed=mine is not None,
-        system=row.is_standard,
-        tags=list(row.tags or []),
-        runtime_deps=list(row.runtime_deps or []),
-        dependencies=list(row.dependencies or []),
-        meta=dict(row.meta or {}),
-        conf_schema=dict(row.conf_schema or {}),
-        config=dict(row.config or {}),
-        storage_path=row.storage_path,
-        source_type=row.source_type,
-        source_url=row.source_url,
-        created_at=row.created,
-        updated_at=row.updated,
-    )
-
-
-def get_pack(session: Session, ref: str) -> RegisteredPack | None:
-    rows = reader.packs(session.connection(), ref)
-    if not rows:
-        return None
-    return _registered(rows[0], session.get(ManagedPack, ref))
-
-
-def list_packs(session: Session) -> list[RegisteredPack]:
-    managed = _managed(session)
-    return [_registered(row, managed.get(row.ref)) for row in reader.packs(session.connection())]
-
-
-@dataclass(frozen=True)
-class PackHead:
-    """What a full pass needs of every registered pack: no JSON columns (decoding them was a
-    third of a no-op pass over 1,000 packs)."""
-
-    ref: str
-    version: str
-    digest: str  # "" unless managed
-    source: str | None
-    updated_at: datetime
-    managed: bool
-    incomplete: bool = False  # Attune's rows lack components: register it again
-
-
-def pack_heads(session: Session) -> list[PackHead]:
-    """Every pack Attune has, managed or not (the planner needs them all: a dependency
-    Attune registered itself still satisfies one of attuned's packs)."""
-    m = ManagedPack.__table__.c  # type: ignore[attr-defined]
-    p = t.pack.c
-    rows = session.connection().execute(
-        sa_select(
-            p.ref,
-            p.version,
-            p.id,
-            p.updated,
-            m.digest,
-            m.source,
-            m.pack_id,
-            m.version,
-            m.incomplete,
-        )
-        .select_from(t.pack.outerjoin(ManagedPack.__table__, m.ref == p.ref))  # type: ignore[attr-defined]
-        .order_by(p.ref)
-    )
-    heads = []
-    for ref, version, pack_id, updated, digest, source, managed_id, managed_version, gap in rows:
-        mine = _same_row(managed_id, managed_version, pack_id, version)
-        heads.append(
-            PackHead(
-                ref=ref,
-                version=version,
-                digest=digest if mine else "",
-                source=source if mine else None,
-                updated_at=updated,
-                managed=mine,
-                incomplete=mine and gap is not None,
-            )
-        )
-    return heads
-
-
-def managed_heads(session: Session) -> list[PackHead]:
-    """The packs attuned registered and serves from its store."""
-    return [h for h in pack_heads(session) if h.managed]
-
-
-def parse_dependency(text: str) -> Dependency | None:
-    """A `pack.dependencies` string as a dependency; None for one attuned cannot read."""
-    try:
-        return Dependency.model_validate(dependency_from(text))
-    except ValueError:
-        return None
-
-
-def pack_dependencies(session: Session) -> dict[str, list[Dependency]]:
-    """Each pack's declared dependencies, read back from Attune's `TEXT[]`."""
-    return {
-        ref: [d for d in (parse_dependency(s) for s in strings) if d is not None]
-        for ref, strings in reader.dependency_strings(session.connection()).items()
-    }
-
-
-def dependents(session: Session, ref: str) -> list[str]:
-    """Refs of registered packs that declare `ref` as a dependency."""
-    return sorted(
-        other
-        for other, deps in pack_dependencies(session).items()
-        if any(d.ref == ref for d in deps)
-    )
-
-
-def component_refs(session: Session, wanted: dict[str, set[str]]) -> dict[str, set[str]]:
-    """Of these trigger and action refs, the ones registered."""
-    return reader.existing_refs(session.connection(), wanted)
-
-
-def components_of(session: Session, pack_id: int) -> list[ComponentRow]:
-    return reader.components_of(session.connection(), pack_id)
-
-
-# -- writing packs -------------------------------------------------------------------------
-
-
 # a registration's writes of attuned's own rows, built once
 _MANAGED_MORE = ("pending_runtimes", "incomplete", "written_config", "updated_at")
 _MP = ManagedPack.__table__.c  # type: ignore[attr-defined]
@@ -253,17 +79,12 @@ _UPDATE_MANAGED = (
     .where(_MP.ref == bindparam("b_ref"))
     .values({name: bindparam(name) for name in (*_Written._fields, *_MANAGED_MORE)})
 )
-_PR = PackRevision.__table__.c  # type: ignore[attr-defined]
-_CLOSE_REVISION = (
-    sa_update(PackRevision.__table__)  # type: ignore[attr-defined]
-    .where(_PR.ref == bindparam("b_ref"), _PR.deactivated_at.is_(None))
-    .values(deactivated_at=bindparam("b_at"), deactivation_reason=bindparam("b_reason"))
-)
-_INSERT_REVISION = sa_insert(PackRevision.__table__)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
 class Saved:
+    """What save_pack wrote: the pack as Attune now has it, and the writer's report."""
+
     pack: RegisteredPack
     report: writer.SyncReport
 
@@ -302,20 +123,12 @@ def save_pack(
         connection.execute(_INSERT_MANAGED, {**values, "ref": pack.ref, "created_at": now})
     else:
         connection.execute(_UPDATE_MANAGED, {**values, "b_ref": pack.ref})
-    _expire(session, ManagedPack, lambda m: m.ref == pack.ref)
+    expire_held(session, ManagedPack, lambda m: m.ref == pack.ref)
     if rows.runtimes:
         link_pending_runtimes(session)
     found = reader.packs(connection, pack.ref)
     assert found
-    return Saved(_registered(found[0], written), report)
-
-
-def _expire(session: Session, kind: type, which: Any) -> None:
-    """Expire the objects of `kind` the session holds that `which` picks: rows just written
-    by a Core statement must not be read from a stale copy."""
-    for held in list(session.identity_map.values()):
-        if isinstance(held, kind) and which(held):
-            session.expire(held)
+    return Saved(registered_pack(found[0], written), report)
 
 
 @dataclass(frozen=True)
@@ -390,160 +203,3 @@ def delete_pack(session: Session, ref: str) -> None:
     cascade; attuned's test runs stay) and forget that attuned managed it."""
     writer.delete_pack(session.connection(), ref)
     session.exec(delete(ManagedPack).where(col(ManagedPack.ref) == ref))
-
-
-def add_test_run(
-    session: Session,
-    result: PackTestResult,
-    *,
-    trigger_type: str,
-    outcome: str,
-    pack_digest: str = "",
-    source: str | None = None,
-    source_revision: str | None = None,
-) -> TestRun:
-    """Record a run in attuned's history, its cases in the per-case history and, when
-    Attune's table can hold it (the pack has a row: not a first registration that was
-    rolled back), in Attune's `pack_test_execution`."""
-    connection = session.connection()
-    pack_id = reader.pack_id(connection, result.pack_ref)
-    attune_id = (
-        writer.add_test_execution(connection, pack_id, result, trigger_type)
-        if pack_id is not None
-        else None
-    )
-    record = TestRun(
-        pack_ref=result.pack_ref,
-        pack_version=result.pack_version,
-        pack_digest=pack_digest,
-        trigger_type=trigger_type,
-        status=result.status.value,
-        total_tests=result.total_tests,
-        passed=result.passed,
-        failed=result.failed,
-        skipped=result.skipped,
-        pass_rate=result.pass_rate,
-        duration_ms=result.duration_ms,
-        gate_passed=result.gate.passed,
-        gate_reason=result.gate.reason,
-        outcome=outcome,
-        source=source,
-        source_revision=source_revision,
-        regressions=list(result.gate.regressions),
-        result=result.model_dump(mode="json"),
-        attune_execution_id=attune_id,
-        execution_time=result.execution_time,
-    )
-    session.add(record)
-    session.flush()
-    assert record.id is not None
-    runner_types = {s.name: s.runner_type for s in result.test_suites}
-    cases.add_cases(session, record.id, result.pack_ref, runner_types, cases_of(result))
-    return record
-
-
-# -- test history ----------------------------------------------------------------------------
-
-
-def executions(session: Session, ref: str, limit: int | None = None) -> Sequence[TestRun]:
-    query = (
-        select(TestRun)
-        .where(TestRun.pack_ref == ref)
-        .order_by(col(TestRun.execution_time).desc(), col(TestRun.id).desc())
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    return session.exec(query).all()
-
-
-def latest_executions(session: Session) -> dict[str, TestRun]:
-    """The newest test run of every pack ref."""
-    latest: dict[str, TestRun] = {}
-    for row in session.exec(select(TestRun).order_by(col(TestRun.id))):
-        latest[row.pack_ref] = row
-    return latest
-
-
-def latest_statuses(session: Session) -> dict[str, str]:
-    """The last test status of every pack ref that ever ran tests."""
-    latest: dict[str, str] = {}
-    rows = session.exec(select(TestRun.pack_ref, TestRun.status).order_by(col(TestRun.id)))
-    for ref, status in rows.all():
-        latest[ref] = status
-    return latest
-
-
-# -- activations -------------------------------------------------------------------------
-
-
-def close_revision(session: Session, ref: str, reason: str) -> None:
-    """Mark the open revision of `ref` (if any) as no longer served (one UPDATE)."""
-    session.connection().execute(
-        _CLOSE_REVISION, {"b_ref": ref, "b_at": utcnow(), "b_reason": reason}
-    )
-    _expire(session, PackRevision, lambda r: r.ref == ref)
-
-
-def record_activation(session: Session, pack: RegisteredPack, reason: str) -> None:
-    """Close the previous revision of the pack and open one for what is now served."""
-    close_revision(session, pack.ref, "replaced")
-    session.connection().execute(
-        _INSERT_REVISION,
-        {
-            "ref": pack.ref,
-            "version": pack.version,
-            "digest": pack.digest,
-            "source": pack.source,
-            "source_revision": pack.source_revision,
-            "reason": reason,
-            "activated_at": utcnow(),
-            "deactivated_at": None,
-            "deactivation_reason": None,
-        },
-    )
-
-
-def revisions(session: Session, ref: str) -> Sequence[PackRevision]:
-    return session.exec(
-        select(PackRevision).where(PackRevision.ref == ref).order_by(col(PackRevision.id).desc())
-    ).all()
-
-
-def activation_times(session: Session) -> dict[str, datetime]:
-    """When each served ref's current revision was activated: two columns, not 10,000 ORM
-    objects (a full pass asks for it; 195 -> 15 ms at 10,000 packs)."""
-    r = PackRevision.__table__.c  # type: ignore[attr-defined]
-    rows = session.connection().execute(
-        sa_select(r.ref, r.activated_at).where(r.deactivated_at.is_(None))
-    )
-    return {ref: activated for ref, activated in rows}
-
-
-def open_revisions(session: Session) -> dict[str, PackRevision]:
-    """The revision currently served for each ref."""
-    rows = session.exec(select(PackRevision).where(col(PackRevision.deactivated_at).is_(None)))
-    return {r.ref: r for r in rows.all()}
-
-
-# -- suspensions -------------------------------------------------------------------------
-
-
-def suspended_refs(session: Session) -> dict[str, PackSuspension]:
-    return {s.ref: s for s in session.exec(select(PackSuspension)).all()}
-
-
-def suspend(session: Session, ref: str, reason: str) -> bool:
-    """Mark `ref` suspended; False when it already was."""
-    if session.get(PackSuspension, ref) is not None:
-        return False
-    session.add(PackSuspension(ref=ref, reason=reason))
-    return True
-
-
-def resume(session: Session, ref: str) -> bool:
-    """Lift a suspension; False when `ref` was not suspended."""
-    found = session.get(PackSuspension, ref)
-    if found is None:
-        return False
-    session.delete(found)
-    return True

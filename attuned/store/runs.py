@@ -1,10 +1,9 @@
 """The test runs of one pack, filtered in SQL: what `attuned history` lists and what
-`attuned compare` picks its two runs from.
+`attuned compare` picks its two runs from (`attuned.store.comparisons`).
 
 Every filter is a WHERE clause of one SELECT on `test_run` (newest first, by id), so a pack
 with 10,000 runs answers as fast as one with ten; a case glob is a LIKE on `test_case`, never
-a loop over rows in Python. The comparison itself is `attuned.testing.regressions.compare`,
-fed exactly as the regression gate feeds it, so `compare` and the gate agree.
+a loop over rows in Python (`attuned.store.case_globs`).
 """
 
 from __future__ import annotations
@@ -18,18 +17,15 @@ from sqlalchemy import ColumnElement, Table, func, select
 from sqlmodel import Session
 
 from attuned.errors import AttunedError
-from attuned.store import cases, repository
+from attuned.store import cases
+from attuned.store.case_globs import case_match, exact_case
 from attuned.store.models import TestCaseRecord, TestRun
 from attuned.testing.regressions import (
     FAILING,
     PASSING,
     CaseKey,
-    Comparison,
-    Thresholds,
     case_id,
-    compare,
     flaky_cases,
-    medians,
 )
 
 _RUN: Table = TestRun.__table__  # type: ignore[attr-defined]
@@ -45,9 +41,6 @@ TRIGGERS: dict[str, tuple[str, ...]] = {
     "upgrade": ("upgrade",),
     "reinstall": ("reinstall",),
 }
-SERVING = "serving"
-LATEST = "latest"
-_LIKE_ESCAPE = "!"
 
 
 class RunNotFound(AttunedError):
@@ -205,49 +198,6 @@ class CaseRun:
         return case_id((self.suite, self.name))
 
 
-def like_pattern(glob: str) -> str:
-    """A glob (`*` any text, `?` one character, nothing else special) as a LIKE pattern
-    escaped with `!`: LIKE's own `%` and `_` in a case name stay literal."""
-    out = []
-    for char in glob:
-        if char == "*":
-            out.append("%")
-        elif char == "?":
-            out.append("_")
-        elif char in ("%", "_", _LIKE_ESCAPE):
-            out.append(_LIKE_ESCAPE + char)
-        else:
-            out.append(char)
-    return "".join(out)
-
-
-def _matches(session: Session, column: Any, glob: str) -> ColumnElement[bool]:
-    """`column` matches `glob`, case-sensitively on both databases. Without a wildcard, an
-    equality (which the case index can seek); else LIKE, and on SQLite, whose LIKE ignores
-    ASCII case, GLOB too (case-sensitive; only `[` needs escaping there)."""
-    if "*" not in glob and "?" not in glob:
-        return column == glob  # type: ignore[no-any-return]
-    clause = column.like(like_pattern(glob), escape=_LIKE_ESCAPE)
-    if session.connection().dialect.name == "sqlite":
-        clause = clause & column.op("GLOB")(glob.replace("[", "[[]"))
-    return clause  # type: ignore[no-any-return]
-
-
-def case_match(session: Session, glob: str) -> ColumnElement[bool]:
-    """`suite::name` globs match the suite and the name (split at the first `::`), any
-    other glob the name alone."""
-    c = _CASE.c
-    suite, separator, name = glob.partition("::")
-    if not separator:
-        return _matches(session, c.name, glob)
-    return _matches(session, c.suite, suite) & _matches(session, c.name, name)
-
-
-def _exact(glob: str) -> bool:
-    """A `suite::name` without wildcards: one case, found through the case index."""
-    return "::" in glob and "*" not in glob and "?" not in glob
-
-
 def case_runs(session: Session, where: RunFilter, glob: str) -> list[CaseRun]:
     """Each (run, case) of the runs `where` selects whose case matches `glob` (see
     `case_match`); newest run first. Only runs whose case rows are kept
@@ -270,7 +220,7 @@ def case_runs(session: Session, where: RunFilter, glob: str) -> list[CaseRun]:
         .where(case_match(session, glob), *where.where())
         .limit(where.limit)
     )
-    if _exact(glob):
+    if exact_case(glob):
         # one case: read backwards along the case index (pack_ref, suite, name, run_id)
         query = query.where(c.pack_ref == where.ref).order_by(c.run_id.desc())
     else:
@@ -383,101 +333,3 @@ def statuses_of_runs(session: Session, run_ids: Sequence[int]) -> dict[int, dict
         for run_id, result in session.connection().execute(stored):
             found[run_id] = {k.key: k.status for k in cases.cases_of_result(result or {})}
     return found
-
-
-# -- two runs compared (compare) ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunComparison:
-    """Two runs of one pack and what changed from `before` to `after`, case by case."""
-
-    ref: str
-    before: TestRun
-    after: TestRun
-    serving_digest: str | None
-    comparison: Comparison
-
-
-def serving_digest(session: Session, ref: str) -> str | None:
-    """The content digest of the version attuned serves of `ref`, if it serves one."""
-    pack = repository.get_pack(session, ref)
-    return pack.digest if pack is not None and pack.managed and pack.digest else None
-
-
-def pick(session: Session, ref: str, selector: str, serving: str | None) -> TestRun:
-    """The run a selector names: `#ID`, `serving` (the newest run of the served content),
-    `latest` (the newest run) or a version (its newest run)."""
-    if selector.startswith("#"):
-        number = selector[1:]
-        if not number.isdigit():
-            raise RunNotFound(f"bad run selector {selector!r}: #ID takes a number")
-        return run_by_id(session, ref, int(number))
-    if selector == SERVING:
-        if serving is None:
-            raise RunNotFound(f"attuned serves no version of {ref!r}: name a run to compare")
-        where, what = RunFilter(ref, digest=serving), "of the serving version"
-    elif selector == LATEST:
-        where, what = RunFilter(ref), "at all"
-    else:
-        where, what = RunFilter(ref, versions=(selector,)), f"at version {selector}"
-    found = newest(session, where)
-    if found is None:
-        raise RunNotFound(f"no test run of {ref!r} {what}")
-    return found
-
-
-def compare_runs(
-    session: Session,
-    ref: str,
-    before: str | None,
-    after: str | None,
-    *,
-    window: int,
-    thresholds: Thresholds,
-) -> RunComparison:
-    """Compare two runs of `ref`. Default `before`: the serving version's newest run;
-    default `after`: the newest run whose content differs from `before`'s (the latest
-    candidate). Flaky: cases that flip within the newest `window` runs of either digest;
-    durations are judged against the medians of `before`'s digest, as the gate does."""
-    if not has_runs(session, ref):
-        raise RunNotFound(f"no test runs recorded for {ref!r}")
-    serving = serving_digest(session, ref)
-    old = pick(session, ref, before or SERVING, serving)
-    if after is not None:
-        new = pick(session, ref, after, serving)
-    else:
-        found = newest(session, RunFilter(ref, other_than=old.pack_digest))
-        if found is None:
-            raise RunNotFound(
-                f"no run of {ref!r} tested content other than {old.pack_version} "
-                f"(#{old.id}, digest {old.pack_digest[:12] or 'unknown'}): nothing to compare "
-                "it with; name both runs"
-            )
-        new = found
-    return RunComparison(ref, old, new, serving, _comparison(session, old, new, window, thresholds))
-
-
-def _comparison(
-    session: Session, before: TestRun, after: TestRun, window: int, thresholds: Thresholds
-) -> Comparison:
-    old_window = _window(session, before, window)
-    new_window = _window(session, after, window)
-    return compare(
-        cases.run_cases(session, before),
-        cases.run_cases(session, after),
-        # per content: a case passing in one digest and failing in the other is a change
-        flaky=flaky_cases(old_window.statuses()) | flaky_cases(new_window.statuses()),
-        baseline_ms=medians(old_window.durations()),
-        thresholds=thresholds,
-    )
-
-
-def _window(session: Session, run: TestRun, window: int) -> cases.DigestRuns:
-    """The newest `window` runs of `run`'s content; a run stored without a digest stands
-    alone (runs of unknown content say nothing about each other)."""
-    if run.pack_digest:
-        return cases.digest_runs(session, run.pack_ref, run.pack_digest, window)
-    own = tuple(cases.run_cases(session, run))
-    assert run.id is not None
-    return cases.DigestRuns("", (run.pack_version,), (run.id,), (own,) if own else ())

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from attuned.results import CaseStatus, PackTestResult, TestSuiteResult
+from attuned.results import CaseStatus, GateDecision, PackTestResult, TestSuiteResult
 from attuned.settings.testing import ExecutorSettings
 from attuned.testing.gate import decide_gate
 
@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # what runs a test is imported by the first run: a registry t
     from attuned.pack.manifest import PackManifest, RunnerSpec, TestingSection
     from attuned.testing.environment import PackEnvironment
     from attuned.testing.process import Ending, ProcessOutcome
+    from attuned.testing.results_files import ResultFiles
+    from attuned.testing.runners import RunnerCommand
     from attuned.testing.sandbox import Launch
     from attuned.testing.staging import Stage
 
@@ -78,28 +80,7 @@ class TestExecutor:
                 cancel,
                 suites,
             )
-        total = sum(s.total for s in suites)
-        passed = sum(s.passed for s in suites)
-        failed = sum(s.failed for s in suites)
-        skipped = sum(s.skipped for s in suites)
-        gate = decide_gate(
-            testing,
-            total=total,
-            passed=passed,
-            failed=failed,
-            skipped=skipped,
-            no_tests_reason=no_tests_reason or "no tests were executed",
-            runner_errors=tuple(
-                f"{suite.name}: {case.error_message or case.name}"
-                for suite in suites
-                for case in suite.test_cases
-                if case.status is CaseStatus.ERROR
-            ),
-        )
-        if cancelled:
-            gate = gate.model_copy(
-                update={"passed": False, "reason": f"test run was cancelled; {gate.reason}"}
-            )
+        gate = _gate(testing, suites, no_tests_reason, cancelled=cancelled)
         return PackTestResult.from_suites(
             pack_ref=manifest.ref,
             pack_version=manifest.version,
@@ -165,14 +146,9 @@ class TestExecutor:
         launch: Launch,
         cancel: threading.Event | None,
     ) -> tuple[TestSuiteResult, Ending | None]:
-        from attuned.testing.environment import scrubbed_environment
-        from attuned.testing.formats import RunnerOutput
-        from attuned.testing.limits import child_setup
-        from attuned.testing.process import run_process
         from attuned.testing.results_files import ResultFiles
         from attuned.testing.runners import RUNNERS, RunnerJob
-        from attuned.testing.sandbox import bwrap_argv, readable_roots
-        from attuned.testing.suites import error_suite, suite_from_run
+        from attuned.testing.suites import error_suite
 
         job = RunnerJob(
             name=name,
@@ -190,18 +166,29 @@ class TestExecutor:
         except ValueError as exc:
             return error_suite(name, spec, str(exc)), None
         command = RUNNERS[spec.type].command(job)
-        argv = command.argv
-        if launch.sandboxed:
-            argv = bwrap_argv(
-                argv,
-                cwd=stage.pack,
-                writable=(stage.root,),
-                hidden=self.hidden_paths,
-                readable=readable_roots(self.settings, python.path, self.settings.python),
-                revealed=(python.environment.root,) if python.environment else (),
-                run_as=launch.run_as,
-            )
         timeout = self._timeout(spec)
+        outcome = self._launch(command.argv, stage, manifest, python, launch, cancel, timeout)
+        suite = self._suite_of(name, spec, command, outcome, timeout, result_files)
+        return suite, outcome.ending
+
+    def _launch(
+        self,
+        argv: list[str],
+        stage: Stage,
+        manifest: PackManifest,
+        python: _Interpreter,
+        launch: Launch,
+        cancel: threading.Event | None,
+        timeout: float,
+    ) -> ProcessOutcome:
+        """Run one runner's command in the staged pack, scrubbed and limited (and sandboxed
+        when `launch` says so), and report it as if there were no sandbox."""
+        from attuned.testing.environment import scrubbed_environment
+        from attuned.testing.limits import child_setup
+        from attuned.testing.process import run_process
+
+        if launch.sandboxed:
+            argv = self._sandboxed(argv, stage, python, launch)
         outcome = run_process(
             argv,
             cwd=stage.pack,
@@ -223,6 +210,36 @@ class TestExecutor:
         )
         if launch.sandboxed:
             outcome = unwrap_sandbox(outcome)
+        return outcome
+
+    def _sandboxed(
+        self, argv: list[str], stage: Stage, python: _Interpreter, launch: Launch
+    ) -> list[str]:
+        from attuned.testing.sandbox import bwrap_argv, readable_roots
+
+        return bwrap_argv(
+            argv,
+            cwd=stage.pack,
+            writable=(stage.root,),
+            hidden=self.hidden_paths,
+            readable=readable_roots(self.settings, python.path, self.settings.python),
+            revealed=(python.environment.root,) if python.environment else (),
+            run_as=launch.run_as,
+        )
+
+    def _suite_of(
+        self,
+        name: str,
+        spec: RunnerSpec,
+        command: RunnerCommand,
+        outcome: ProcessOutcome,
+        timeout: float,
+        result_files: ResultFiles,
+    ) -> TestSuiteResult:
+        """The suite one runner's run amounts to, read from its output and result files."""
+        from attuned.testing.formats import RunnerOutput
+        from attuned.testing.suites import suite_from_run
+
         output = RunnerOutput(
             runner_name=name,
             stdout=outcome.stdout.text(),
@@ -232,7 +249,7 @@ class TestExecutor:
             result_files=result_files.written(),
             read_limit=self.settings.parse_limit_mib * _MIB,
         )
-        suite = suite_from_run(
+        return suite_from_run(
             name,
             spec,
             command,
@@ -241,7 +258,6 @@ class TestExecutor:
             output=output,
             output_limit=self.settings.output_limit_kib * _KIB,
         )
-        return suite, outcome.ending
 
     def _timeout(self, spec: RunnerSpec) -> float:
         """The runner's own timeout, or the operator's default when it set none; never above
@@ -275,6 +291,35 @@ def unwrap_sandbox(outcome: ProcessOutcome) -> ProcessOutcome:
     ):
         return dataclasses.replace(outcome, returncode=-(code - _SIGNAL_BASE))
     return outcome
+
+
+def _gate(
+    testing: TestingSection | None,
+    suites: list[TestSuiteResult],
+    no_tests_reason: str | None,
+    *,
+    cancelled: bool,
+) -> GateDecision:
+    """The gate's verdict on the suites; a cancelled run never passes it."""
+    gate = decide_gate(
+        testing,
+        total=sum(s.total for s in suites),
+        passed=sum(s.passed for s in suites),
+        failed=sum(s.failed for s in suites),
+        skipped=sum(s.skipped for s in suites),
+        no_tests_reason=no_tests_reason or "no tests were executed",
+        runner_errors=tuple(
+            f"{suite.name}: {case.error_message or case.name}"
+            for suite in suites
+            for case in suite.test_cases
+            if case.status is CaseStatus.ERROR
+        ),
+    )
+    if cancelled:
+        gate = gate.model_copy(
+            update={"passed": False, "reason": f"test run was cancelled; {gate.reason}"}
+        )
+    return gate
 
 
 def _why_nothing_runs(testing: TestingSection | None) -> str | None:

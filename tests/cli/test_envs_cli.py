@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from attuned.envs.python import MARKER
+from attuned.envs.python.layout import MARKER
 from tests.cli.inprocess import run_attuned, subprocess_attuned
 from tests.envs.conftest import write_pack
 

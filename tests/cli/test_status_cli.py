@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from attuned.cli.daemonlock import NO_DAEMON
-from attuned.cli.status import SHAPE
+from attuned.cli.statusfile import SHAPE
 from attuned.report.status import (
     DaemonStatus,
     LastTest,

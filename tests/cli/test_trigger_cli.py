@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from attuned.cli.daemonlock import NO_DAEMON, holder
-from attuned.reconcile.daemon import StateLock
+from attuned.reconcile.daemon.statelock import StateLock
 from tests.cli.inprocess import run_attuned, subprocess_attuned
 
 SOURCES = (
@@ -125,7 +125,7 @@ def test_the_probe_sees_the_daemons_lock_and_only_while_it_is_held(tmp_path: Pat
 HOLD = """
 import sys, time
 from pathlib import Path
-from attuned.reconcile.daemon import StateLock
+from attuned.reconcile.daemon.statelock import StateLock
 lock = StateLock(Path(sys.argv[1]))
 lock.acquire()
 print("held", flush=True)

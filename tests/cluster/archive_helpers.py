@@ -8,7 +8,7 @@ from pathlib import Path
 
 from attuned.cluster.archives import announce, store_archive
 from attuned.registry import Registry
-from attuned.store.repository import RegisteredPack
+from attuned.store.registered_packs import RegisteredPack
 
 MAX_BYTES = 64 * 1024 * 1024
 

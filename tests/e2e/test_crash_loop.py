@@ -24,7 +24,7 @@ from attuned import faults
 from attuned.config import load_config
 from attuned.pack.content import digest, list_files
 from attuned.pack.loader import load_pack
-from attuned.store import outbox, repository
+from attuned.store import outbox_admin, registered_packs
 from attuned.store.database import Database
 from attuned.store.models import PackRevision, TestRun
 from tests.notify.receiver import SECRET, Receiver, serve
@@ -166,7 +166,7 @@ def check_invariants(config_path: Path, expected: dict[str, str], where: str) ->
     database = Database(config.database_url)
     try:
         with database.read() as session:
-            packs = {p.ref: p.digest for p in repository.managed_heads(session)}
+            packs = {p.ref: p.digest for p in registered_packs.managed_heads(session)}
             revisions = Counter((r.ref, r.digest) for r in session.exec(select(PackRevision)))
             runs = session.exec(select(TestRun)).all()
     finally:
@@ -200,7 +200,7 @@ def check_events(
     database = Database(config.database_url)
     try:
         with database.read() as session:
-            stored = outbox.listing(session, limit=100_000)
+            stored = outbox_admin.listing(session, limit=100_000)
             runs = {r.id for r in session.exec(select(TestRun))}
             activations = len(session.exec(select(PackRevision)).all())
     finally:

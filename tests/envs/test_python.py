@@ -11,13 +11,9 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
-from attuned.envs.python import (
-    LAST_USED,
-    LOCKS,
-    MARKER,
-    PythonEnvironments,
-    _KeyLock,
-)
+from attuned.envs.python import PythonEnvironments
+from attuned.envs.python.layout import LAST_USED, LOCKS, MARKER
+from attuned.envs.python.locks import KeyLock as _KeyLock
 from attuned.envs.tester import PackTester, TestRun
 from attuned.pack.loader import Pack
 from attuned.settings.testing import ExecutorSettings

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from attuned.envs.python import MARKER, PythonEnvironments
+from attuned.envs.python import PythonEnvironments
+from attuned.envs.python.layout import MARKER
 from attuned.reconcile import facts
 from attuned.reconcile.apply import classify
 from attuned.reconcile.model import FailureKind
 from attuned.registry import EnvironmentNotReady, Outcome, Registry, TestsRolledBack
 from attuned.settings.testing import ExecutorSettings
-from attuned.store import repository
+from attuned.store import registered_packs
 from attuned.store.database import Database
 from attuned.store.models import TestRun
 from attuned.store.packstore import PackStore
@@ -62,7 +63,7 @@ def executions(registry: Registry) -> list[TestRun]:
 
 def registered(registry: Registry) -> list[str]:
     with registry.db.read() as session:
-        return [p.ref for p in repository.list_packs(session)]
+        return [p.ref for p in registered_packs.list_packs(session)]
 
 
 def test_a_pack_with_dependencies_registers(

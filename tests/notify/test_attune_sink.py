@@ -31,11 +31,12 @@ from attuned.notify.events import routes
 from attuned.registry import Registry
 from attuned.settings.notify import AttuneSinkConfig
 from attuned.settings.testing import ExecutorSettings
-from attuned.store import outbox
+from attuned.store import outbox_admin
 from attuned.store.attune import tables as t
 from attuned.store.database import Database
 from attuned.store.models import utcnow
-from attuned.store.outbox import DELIVERED, PENDING, Listed, Outbox, StoredEvent
+from attuned.store.outbox import DELIVERED, PENDING, Outbox, StoredEvent
+from attuned.store.outbox_admin import Listed
 from attuned.store.packstore import PackStore
 from attuned.testing.executor import TestExecutor
 from tests.conftest import PackFactory
@@ -198,13 +199,13 @@ def deliver(dispatcher: Dispatcher) -> None:
 def deliveries(database: Database) -> list[Listed]:
     """The sink's deliveries, oldest first."""
     with database.read() as session:
-        return list(reversed(outbox.listing(session, sink=SINK)))
+        return list(reversed(outbox_admin.listing(session, sink=SINK)))
 
 
 def events(database: Database, name: str) -> list[StoredEvent]:
     """The stored events called `name`, oldest first."""
     with database.read() as session:
-        found = [item.event for item in outbox.listing(session) if item.event.name == name]
+        found = [item.event for item in outbox_admin.listing(session) if item.event.name == name]
     return list(reversed(found))
 
 
@@ -303,7 +304,7 @@ def test_a_redelivered_event_keeps_its_message_id(
     [event] = events(database, "pack.registered")
 
     with database.write() as session:
-        assert outbox.redeliver(session, utcnow(), event_seqs=[event.seq], sink=SINK) == 1
+        assert outbox_admin.redeliver(session, utcnow(), event_seqs=[event.seq], sink=SINK) == 1
     deliver(dispatcher)
     [again] = amqp.drain(WORKER_QUEUE)
     registered(again, event)

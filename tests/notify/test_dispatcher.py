@@ -15,7 +15,7 @@ import pytest
 from attuned.notify.dispatcher import Dispatcher, retry_delay
 from attuned.notify.events import routes
 from attuned.settings.notify import ExecSinkConfig, WebhookSinkConfig
-from attuned.store import outbox
+from attuned.store import outbox, outbox_admin
 from attuned.store.database import Database
 from attuned.store.outbox import EventRecord, Outbox
 from tests.notify.receiver import SECRET, Receiver, serve
@@ -67,7 +67,7 @@ def running(database: Database, sinks: list[Any], **kwargs: Any) -> Iterator[Dis
 def deliveries(database: Database, sink: str | None = None) -> list[tuple[str, str, int]]:
     """(event name, state, attempts), oldest first."""
     with database.read() as session:
-        rows = outbox.listing(session, sink=sink, limit=1000)
+        rows = outbox_admin.listing(session, sink=sink, limit=1000)
     return [(r.event.name, r.state or "-", r.attempts) for r in reversed(rows)]
 
 
@@ -107,11 +107,11 @@ def test_a_refusal_is_dead_at_once_and_can_be_redelivered(database: Database) ->
             wait_until(lambda: deliveries(database)[0][1] == "dead")
             assert len(receiver.received) == 1  # no retry can change a 422
             with database.read() as session:
-                [row] = outbox.listing(session)
+                [row] = outbox_admin.listing(session)
             assert row.last_error is not None and row.last_error.startswith("HTTP 422")
             assert receiver.url not in row.last_error
             with database.write() as session:
-                assert outbox.redeliver(session, outbox.utcnow(), dead=True) == 1
+                assert outbox_admin.redeliver(session, outbox.utcnow(), dead=True) == 1
             dispatcher.wake()
             receiver.wait_for(1)
             wait_until(lambda: deliveries(database)[0][1] == "delivered")
@@ -135,7 +135,7 @@ def test_a_receiver_that_does_not_answer_in_time_is_retried(database: Database) 
         with running(database, [sink]):
             wait_until(lambda: deliveries(database)[0][1] == "dead")
         with database.read() as session:
-            [row] = outbox.listing(session)
+            [row] = outbox_admin.listing(session)
         assert row.last_error == "no answer within 0.3 s (gave up after 1 attempts)"
 
 
@@ -293,7 +293,7 @@ def test_a_failing_command_is_retried_with_what_it_said(database: Database, tmp_
     dispatcher = Dispatcher(database, [sink])
     assert dispatcher.drain(timeout=10)
     with database.read() as session:
-        [row] = outbox.listing(session)
+        [row] = outbox_admin.listing(session)
     assert (row.state, row.attempts, row.last_error) == (
         "pending",
         1,
@@ -318,5 +318,5 @@ def test_a_command_that_overruns_is_killed_with_its_children(
     child = int(pid_file.read_text())
     assert not alive(child)
     with database.read() as session:
-        [row] = outbox.listing(session)
+        [row] = outbox_admin.listing(session)
     assert (row.state, row.last_error) == ("dead", "killed after 0.5 s (gave up after 1 attempts)")

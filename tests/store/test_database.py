@@ -15,7 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import BLANK_SCHEMA, Connection, create_engine, inspect, select, text
 from sqlmodel import SQLModel
 
-from attuned.store import repository
+from attuned.store import registered_packs, repository
 from attuned.store.attune import schema as attune_schema
 from attuned.store.attune import tables as t
 from attuned.store.attune.schema import AttuneSchemaMissing
@@ -395,7 +395,7 @@ def test_an_old_database_is_converted_without_losing_packs_or_history(
     assert fresh.current_revision() == HEAD_REVISION
     assert _own_schema_diff(fresh) == []
     with fresh.read() as session:
-        packs = {p.ref: p for p in repository.list_packs(session)}
+        packs = {p.ref: p for p in registered_packs.list_packs(session)}
         assert {ref: (p.version, p.digest, p.managed) for ref, p in packs.items()} == {
             "hello": ("1.0.0", "d" * 64, True),
             "welcome": ("1.2.0", "e" * 64, True),
@@ -411,10 +411,10 @@ def test_an_old_database_is_converted_without_losing_packs_or_history(
             "/src/welcome",
         )
         assert (hello.source_type, hello.source_url) == (None, None)
-        components = {c.ref: c.kind for c in repository.components_of(session, hello.id)}
+        components = {c.ref: c.kind for c in registered_packs.components_of(session, hello.id)}
         # the policy was never Attune's; the sensor has no runtime to run on: incomplete
         assert components == {"hello.greet": "action", "hello.arrived": "trigger"}
-        [rule] = repository.components_of(session, packs["welcome"].id)
+        [rule] = registered_packs.components_of(session, packs["welcome"].id)
         assert (rule.ref, rule.details["trigger_ref"], rule.details["action_ref"]) == (
             "welcome.greet_arrivals",
             "hello.arrived",
@@ -425,7 +425,7 @@ def test_an_old_database_is_converted_without_losing_packs_or_history(
         assert managed["hello"].incomplete is not None
         assert "sensor hello.watch" in managed["hello"].incomplete
         assert managed["welcome"].incomplete is None
-        heads = {h.ref: h for h in repository.pack_heads(session)}
+        heads = {h.ref: h for h in registered_packs.pack_heads(session)}
         assert heads["hello"].incomplete and not heads["welcome"].incomplete
         runs = session.exec(select(TestRun).order_by(TestRun.id)).scalars().all()
         assert [(r.pack_ref, r.outcome) for r in runs] == [

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from attuned.store import outbox
+from attuned.store import delivery_queue, outbox, outbox_admin
 from attuned.store.database import Database
+from attuned.store.delivery_queue import Verdict
 from attuned.store.models import utcnow
-from attuned.store.outbox import DEAD, DELIVERED, PENDING, EventRecord, Outbox, Verdict
+from attuned.store.outbox import DEAD, DELIVERED, PENDING, EventRecord, Outbox
 
 
 def event(name: str = "pack.registered", ref: str | None = "hello", **data: object) -> EventRecord:
@@ -26,7 +27,7 @@ def test_an_event_gets_a_delivery_for_each_sink_that_takes_it(database: Database
         assert box.add(session, event("pack.registered", version="1.0.0"))
         assert box.add(session, event("pack.test.failed"))
     with database.read() as session:
-        rows = outbox.listing(session)
+        rows = outbox_admin.listing(session)
     assert sorted((r.event.name, r.sink) for r in rows) == [
         ("pack.registered", "a"),
         ("pack.test.failed", "a"),
@@ -44,7 +45,7 @@ def test_an_event_no_sink_takes_is_kept_without_deliveries(database: Database) -
     with database.write() as session:
         Outbox({}, node="h").add(session, event())
     with database.read() as session:
-        [row] = outbox.listing(session)
+        [row] = outbox_admin.listing(session)
     assert (row.sink, row.state) == (None, None)
 
 
@@ -85,7 +86,7 @@ def test_the_queue_keeps_order_per_subject_and_lets_other_subjects_pass(
         box.add(session, event("pack.other", ref="world"))
     now = utcnow()
     with database.read() as session:
-        queued = outbox.queue(session, "a", now)
+        queued = delivery_queue.queue(session, "a", now)
     assert [q.event.name for q in queued] == [
         "pack.first",
         "pack.second",
@@ -95,11 +96,13 @@ def test_the_queue_keeps_order_per_subject_and_lets_other_subjects_pass(
     first = queued[0]
     later = now + timedelta(seconds=60)  # hello's first failed: retried in a minute
     with database.write() as session:
-        outbox.record(session, [Verdict(first.delivery_id, PENDING, now, "HTTP 503", later)])
+        delivery_queue.record(
+            session, [Verdict(first.delivery_id, PENDING, now, "HTTP 503", later)]
+        )
     with database.read() as session:
-        waiting = outbox.queue(session, "a", now)
+        waiting = delivery_queue.queue(session, "a", now)
         assert [q.event.name for q in waiting] == ["pack.other"]  # hello's wait behind theirs
-        due_later = outbox.queue(session, "a", later)
+        due_later = delivery_queue.queue(session, "a", later)
     assert [(q.event.name, q.attempts) for q in due_later] == [
         ("pack.first", 1),
         ("pack.second", 0),
@@ -115,11 +118,11 @@ def test_a_dead_delivery_no_longer_holds_its_subject(database: Database) -> None
         box.add(session, event("pack.second"))
     now = utcnow()
     with database.read() as session:
-        head = outbox.queue(session, "a", now)[0]
+        head = delivery_queue.queue(session, "a", now)[0]
     with database.write() as session:
-        outbox.record(session, [Verdict(head.delivery_id, DEAD, now, "HTTP 410 Gone")])
+        delivery_queue.record(session, [Verdict(head.delivery_id, DEAD, now, "HTTP 410 Gone")])
     with database.read() as session:
-        assert [q.event.name for q in outbox.queue(session, "a", now)] == ["pack.second"]
+        assert [q.event.name for q in delivery_queue.queue(session, "a", now)] == ["pack.second"]
 
 
 def test_counts_redeliver_and_prune(database: Database) -> None:
@@ -129,14 +132,14 @@ def test_counts_redeliver_and_prune(database: Database) -> None:
         box.add(session, event("pack.registered"))
     now = utcnow()
     with database.read() as session:
-        a = outbox.queue(session, "a", now)
-        [b] = outbox.queue(session, "b", now)
+        a = delivery_queue.queue(session, "a", now)
+        [b] = delivery_queue.queue(session, "b", now)
     with database.write() as session:
-        outbox.record(
+        delivery_queue.record(
             session,
             [Verdict(a[0].delivery_id, DELIVERED, now), Verdict(a[1].delivery_id, DELIVERED, now)],
         )
-        outbox.record(session, [Verdict(b.delivery_id, DEAD, now, "HTTP 400 Bad Request")])
+        delivery_queue.record(session, [Verdict(b.delivery_id, DEAD, now, "HTTP 400 Bad Request")])
     with database.read() as session:
         counts = outbox.counts(session)
     assert (counts["a"].delivered, counts["a"].pending, counts["a"].dead) == (2, 0, 0)
@@ -148,9 +151,9 @@ def test_counts_redeliver_and_prune(database: Database) -> None:
     assert counts["a"].last_delivered_at is not None
 
     with database.write() as session:
-        assert outbox.redeliver(session, now, dead=True) == 1
+        assert outbox_admin.redeliver(session, now, dead=True) == 1
     with database.read() as session:
-        [again] = outbox.queue(session, "b", now)
+        [again] = delivery_queue.queue(session, "b", now)
         assert (again.attempts, again.event.name) == (0, "pack.test.failed")
         assert outbox.counts(session)["b"].pending == 1
 
@@ -158,19 +161,21 @@ def test_counts_redeliver_and_prune(database: Database) -> None:
     with database.write() as session:
         assert outbox.prune(session, now + timedelta(days=1)) == 1
     with database.read() as session:
-        assert [r.event.name for r in outbox.listing(session)] == ["pack.test.failed"] * 2
+        assert [r.event.name for r in outbox_admin.listing(session)] == ["pack.test.failed"] * 2
 
 
 def test_redelivering_to_a_sink_that_never_had_the_event(database: Database) -> None:
     with database.write() as session:
         Outbox({"a": lambda _e: True}).add(session, event())
     with database.read() as session:
-        [found] = outbox.find_events(session, [outbox.event_ids(session)[0][:8]]).values()
+        [found] = outbox_admin.find_events(session, [outbox.event_ids(session)[0][:8]]).values()
     now = utcnow()
     with database.write() as session:
-        queued = outbox.redeliver(
+        queued = outbox_admin.redeliver(
             session, now, event_seqs=[found[0].seq], sink="late", routes={"late": lambda _e: True}
         )
     assert queued == 1
     with database.read() as session:
-        assert [q.event.name for q in outbox.queue(session, "late", now)] == ["pack.registered"]
+        assert [q.event.name for q in delivery_queue.queue(session, "late", now)] == [
+            "pack.registered"
+        ]

@@ -23,7 +23,7 @@ from attuned.errors import AttunedError
 from attuned.pack.content import digest
 from attuned.registry import CommitHooks, Registry, TestsRolledBack
 from attuned.settings.testing import ExecutorSettings
-from attuned.store import provenance, repository
+from attuned.store import provenance, registered_packs
 from attuned.store.database import Database
 from attuned.store.models import ActivationProvenance, TestRun
 from attuned.store.packstore import PackStore
@@ -233,7 +233,7 @@ def test_a_crash_never_leaves_an_activation_without_its_provenance(
     database = Database(f"sqlite:///{tmp_path / 'attuned.db'}")
     try:
         with database.read() as session:
-            packs = [p.ref for p in repository.managed_heads(session)]
+            packs = [p.ref for p in registered_packs.managed_heads(session)]
         made = [r.pack_ref for r in records(database)]
     finally:
         database.dispose()

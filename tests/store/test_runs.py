@@ -24,7 +24,7 @@ from attuned.errors import AttunedError
 from attuned.pack.loader import load_pack
 from attuned.registry import Registry
 from attuned.settings.testing import ExecutorSettings, HistorySettings, SandboxMode
-from attuned.store import runs
+from attuned.store import comparisons, runs
 from attuned.store.database import Database
 from attuned.store.models import TestRun
 from attuned.store.packstore import PackStore
@@ -536,21 +536,23 @@ def test_selectors_pick_the_runs_they_name(history: History) -> None:
     newest_serving = history.expect(lambda r: r.digest == serving and bool(r.cases))[0]
     newest_110 = history.expect(lambda r: r.version == "1.1.0" and bool(r.cases))[0]
     with history.registry.db.read() as session:
-        assert runs.serving_digest(session, "hello") == serving
-        assert runs.pick(session, "hello", "serving", serving).id == newest_serving
-        assert runs.pick(session, "hello", "latest", serving).id == history.ids[-1]
-        assert runs.pick(session, "hello", "1.1.0", serving).id == newest_110
-        assert runs.pick(session, "hello", f"#{history.ids[3]}", serving).id == history.ids[3]
+        assert comparisons.serving_digest(session, "hello") == serving
+        assert comparisons.pick(session, "hello", "serving", serving).id == newest_serving
+        assert comparisons.pick(session, "hello", "latest", serving).id == history.ids[-1]
+        assert comparisons.pick(session, "hello", "1.1.0", serving).id == newest_110
+        assert (
+            comparisons.pick(session, "hello", f"#{history.ids[3]}", serving).id == history.ids[3]
+        )
         for bad in ("#0", "#x", "9.9.9"):
             with pytest.raises(runs.RunNotFound):
-                runs.pick(session, "hello", bad, serving)
+                comparisons.pick(session, "hello", bad, serving)
 
 
 def test_a_version_whose_only_run_could_not_test_is_still_picked(history: History) -> None:
     """2.0.0's first run had no tests (its environment failed); `#ID` names it exactly."""
     index = next(i for i, r in enumerate(history.ran) if r.status == "error")
     with history.registry.db.read() as session:
-        run = runs.pick(session, "hello", f"#{history.ids[index]}", None)
+        run = comparisons.pick(session, "hello", f"#{history.ids[index]}", None)
     assert (run.status, run.total_tests) == ("error", 0)
 
 
@@ -561,7 +563,7 @@ def test_compare_defaults_to_serving_against_the_latest_candidate(history: Histo
     # the newest run of other content, preferring one that ran tests (as a baseline would)
     after = (history.expect(lambda r: r.digest != serving and bool(r.cases)) or [None])[0]
     with history.registry.db.read() as session:
-        found = runs.compare_runs(
+        found = comparisons.compare_runs(
             session, "hello", None, None, window=WINDOW, thresholds=Thresholds()
         )
     assert (found.before.id, found.after.id) == (before, after)

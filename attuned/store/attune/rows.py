@@ -4,7 +4,8 @@ Pure: no database, no files. Foreign keys that depend on what the database holds
 id, the runtime a runner type names, the trigger and action a rule uses) are given by ref
 here and resolved by `writer`. Every mapping follows Attune's loader
 (crates/common/src/pack_registry/loader.rs) and register route (crates/api/src/routes/
-packs.rs); docs/attune-database.md has the same tables for people.
+packs.rs); docs/attune-database.md has the same tables for people. A test run's row is
+`execution_rows`'.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from attuned.pack.components import (
 )
 from attuned.pack.loader import Pack
 from attuned.pack.manifest import Dependency, PackManifest
-from attuned.results import PackTestResult
 
 Row = dict[str, Any]
 INSTALLATION_METHOD = "attuned"
@@ -334,68 +334,3 @@ def version_parts(version: str) -> tuple[int | None, int | None, int | None]:
     if not match:
         return None, None, None
     return tuple(int(g) if g is not None else None for g in match.groups())  # type: ignore[return-value]
-
-
-# -- test executions -----------------------------------------------------------------------
-
-_TRIGGER_REASON = {"register": "install", "upgrade": "update", "reinstall": "update"}
-
-
-def trigger_reason(trigger: str) -> str:
-    """attuned's trigger of a run as Attune's `pack_test_execution.trigger_reason`."""
-    return _TRIGGER_REASON.get(trigger, "manual")
-
-
-def attune_result(result: PackTestResult) -> Row:
-    """Attune's PackTestResult JSON (camelCase, Attune's fields only)."""
-    return {
-        "packRef": result.pack_ref,
-        "packVersion": result.pack_version,
-        "executionTime": result.execution_time.isoformat(),
-        "status": result.status.value,
-        "totalTests": result.total_tests,
-        "passed": result.passed,
-        "failed": result.failed,
-        "skipped": result.skipped,
-        "passRate": result.pass_rate,
-        "durationMs": result.duration_ms,
-        "testSuites": [
-            {
-                "name": suite.name,
-                "runnerType": suite.runner_type,
-                "total": suite.total,
-                "passed": suite.passed,
-                "failed": suite.failed,
-                "skipped": suite.skipped,
-                "durationMs": suite.duration_ms,
-                "testCases": [
-                    {
-                        "name": case.name,
-                        "status": case.status.value,
-                        "durationMs": case.duration_ms,
-                        "errorMessage": case.error_message,
-                        "stdout": case.stdout,
-                        "stderr": case.stderr,
-                    }
-                    for case in suite.test_cases
-                ],
-            }
-            for suite in result.test_suites
-        ],
-    }
-
-
-def test_execution_row(pack_id: int, result: PackTestResult, trigger: str) -> Row:
-    return {
-        "pack_id": pack_id,
-        "pack_version": result.pack_version,
-        "execution_time": result.execution_time,
-        "trigger_reason": trigger_reason(trigger),
-        "total_tests": result.total_tests,
-        "passed": result.passed,
-        "failed": result.failed,
-        "skipped": result.skipped,
-        "pass_rate": round(result.pass_rate, 4),
-        "duration_ms": result.duration_ms,
-        "result": attune_result(result),
-    }

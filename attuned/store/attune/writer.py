@@ -6,6 +6,9 @@ pointing at the same rows); then delete what vanished from the pack. Unlike Attu
 nothing is skipped with a warning: a row Attune would skip (a rule whose trigger is missing,
 a sensor without a runtime) fails the whole registration with the reason, and removing a
 component another pack still uses is refused instead of silently nulling that pack's link.
+
+Which runtime a runner names is `runtimes`' to say, what vanished and who still uses it is
+`removals`'.
 """
 
 from __future__ import annotations
@@ -15,33 +18,27 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy import Connection, Table, bindparam, delete, insert, select, update
 
 from attuned.errors import ConflictError, DependencyError, Problem
 from attuned.results import PackTestResult
 from attuned.store.attune import tables as t
-from attuned.store.attune.rows import PackRows, Row, test_execution_row
+from attuned.store.attune.execution_rows import test_execution_row
+from attuned.store.attune.removals import delete_pack as delete_pack
+from attuned.store.attune.removals import planned_removals
+from attuned.store.attune.removals import removal_conflicts as removal_conflicts
+from attuned.store.attune.removals import removal_refusal as removal_refusal
+from attuned.store.attune.rows import PackRows, Row
+from attuned.store.attune.runtimes import link_action_runtime as link_action_runtime
+from attuned.store.attune.runtimes import resolve_runtime as resolve_runtime
+from attuned.store.attune.runtimes import runnerless_sensors as runnerless_sensors
 
-# Attune's resolve_runtime: runner type -> the runtime refs it tries, before a name lookup
-_RUNTIME_REFS = {
-    **dict.fromkeys(("shell", "bash", "sh"), "core.shell"),
-    **dict.fromkeys(("python", "python3"), "core.python"),
-    **dict.fromkeys(("node", "nodejs", "node.js"), "core.nodejs"),
-    **dict.fromkeys(("native", "builtin", "standalone"), "core.native"),
-}
-
+# imported `as` themselves: the registry's store asks these of `writer`, with `sync_pack`:
+# delete_pack, removal_conflicts, removal_refusal, link_action_runtime, resolve_runtime and
+# runnerless_sensors
 
 # statements a registration runs every time, built once: building one again (and its cache
 # key) cost more than running it on SQLite
-_RUNTIME_BY_REF = select(t.runtime.c.id, t.runtime.c.ref).where(t.runtime.c.ref == bindparam("ref"))
-_RUNTIME_BY_NAME = (
-    select(t.runtime.c.id, t.runtime.c.ref)
-    .where(func.lower(t.runtime.c.name) == bindparam("name"))
-    .order_by(t.runtime.c.id)
-    .limit(1)
-)
-_PACK_ID = select(t.pack.c.id).where(t.pack.c.ref == bindparam("ref"))
 _PACK_TO_WRITE = select(t.pack.c.id, t.pack.c.config).where(t.pack.c.ref == bindparam("ref"))
 _PACK_TO_WRITE_LOCKED = _PACK_TO_WRITE.with_for_update()
 _INSERT_PACK = insert(t.pack).returning(t.pack.c.id)
@@ -73,40 +70,6 @@ class SyncReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def runtime_ref_for(runner: str) -> str:
-    """The runtime ref a runner type names first (`shell` -> `core.shell`)."""
-    lowered = runner.lower()
-    return _RUNTIME_REFS.get(lowered, lowered)
-
-
-def resolve_runtime(connection: Connection, runner: str) -> tuple[int, str] | None:
-    """(id, ref) of the runtime `runner` names, as Attune resolves it: by ref, then by name
-    (any case); None when none does."""
-    lowered = runner.lower()
-    ref = runtime_ref_for(runner)
-    found = connection.execute(_RUNTIME_BY_REF, {"ref": ref}).first()
-    if found is None:
-        found = connection.execute(_RUNTIME_BY_NAME, {"name": lowered}).first()
-    return None if found is None else (int(found[0]), str(found[1]))
-
-
-def runnerless_sensors(connection: Connection, rows: PackRows) -> list[tuple[str, str]]:
-    """(sensor ref, runner) of the sensors whose runner names no runtime (`sync_pack` would
-    refuse them: `sensor.runtime` is NOT NULL), counting the runtimes `rows` brings, which
-    are written before the sensors."""
-    own = {
-        name
-        for runtime in rows.runtimes
-        for name in (runtime.row["ref"], runtime.row["name"].lower())
-    }
-    return [
-        (str(sensor.row["ref"]), sensor.runner)
-        for sensor in rows.sensors
-        if not {runtime_ref_for(sensor.runner), sensor.runner.lower()} & own
-        and resolve_runtime(connection, sensor.runner) is None
-    ]
-
-
 def merged_config(
     declared: dict[str, Any], existing: dict[str, Any] | None, written: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -118,73 +81,6 @@ def merged_config(
         return {**declared, **existing}
     changed = {k: v for k, v in existing.items() if k not in written or written[k] != v}
     return {**declared, **changed}
-
-
-def planned_refs(rows: PackRows) -> dict[str, set[str]]:
-    """The refs each component table will hold for this pack: what is not among them goes."""
-    return {
-        t.permission_set.name: {str(r["ref"]) for r in rows.permission_sets},
-        t.runtime.name: {str(r.row["ref"]) for r in rows.runtimes},
-        t.trigger.name: {str(r["ref"]) for r in rows.triggers},
-        t.action.name: {str(a.row["ref"]) for a in rows.actions},
-        t.rule.name: {str(r.row["ref"]) for r in rows.rules},
-        t.sensor.name: {str(s.row["ref"]) for s in rows.sensors},
-        t.workflow_definition.name: {str(w["ref"]) for w in rows.workflows},
-    }
-
-
-def removal_conflicts(connection: Connection, rows: PackRows, *, force: bool) -> list[str]:
-    """Why writing `rows` would break other packs (what `sync_pack` would refuse), asked
-    before a registration runs its tests, so a refusal costs no test run."""
-    pack_id = connection.execute(_PACK_ID, {"ref": rows.ref}).scalar()
-    if pack_id is None:
-        return []
-    return _removals(connection, int(pack_id), rows, force=force)[1]
-
-
-def _removals(
-    connection: Connection, pack_id: int, rows: PackRows, *, force: bool
-) -> tuple[dict[Table, dict[int, str]], list[str]]:
-    """What writing `rows` removes of the pack, and why other packs stand in the way."""
-    doomed = vanished(connection, pack_id, planned_refs(rows))
-    problems = users_elsewhere(
-        connection,
-        pack_id,
-        runtimes=doomed[t.runtime],
-        actions=doomed[t.action],
-        triggers=doomed[t.trigger],
-        include_rules=not force,
-    )
-    return doomed, problems
-
-
-_REMOVAL_ORDER = (
-    t.permission_set,
-    t.sensor,
-    t.rule,
-    t.action,
-    t.workflow_definition,
-    t.trigger,
-    t.runtime,
-)
-
-
-def vanished(
-    connection: Connection, pack_id: int, keep: dict[str, set[str]]
-) -> dict[Table, dict[int, str]]:
-    """This pack's rows (id -> ref) that are not in `keep`, per table, in Attune's removal
-    order (sensors, rules, actions, triggers, runtimes; permission sets and workflows too).
-    Rows an operator made by hand (`is_adhoc`) are never among them."""
-    doomed = {}
-    for table in _REMOVAL_ORDER:
-        condition: ColumnElement[bool] = table.c.pack == pack_id
-        if keep.get(table.name):
-            condition = condition & table.c.ref.not_in(sorted(keep[table.name]))
-        if "is_adhoc" in table.c:
-            condition = condition & table.c.is_adhoc.is_(False)
-        rows = connection.execute(select(table.c.id, table.c.ref).where(condition)).all()
-        doomed[table] = {int(i): str(r) for i, r in rows}
-    return doomed
 
 
 def sync_pack(
@@ -395,7 +291,7 @@ class _Writer:
             # cascades on delete (Attune's migrations, tables.py), so no row can name an id
             # that is new; seven reads a new pack need not make
             return
-        doomed, problems = _removals(self.connection, self.pack_id, self.rows, force=force)
+        doomed, problems = planned_removals(self.connection, self.pack_id, self.rows, force=force)
         if problems:
             raise ConflictError(removal_refusal(self.rows, problems))
         if doomed[t.sensor]:  # the foreign key nulls `trigger.sensor`, not its text twin
@@ -410,77 +306,6 @@ class _Writer:
                 self.report.removed[table.name] = sorted(victims.values())
 
 
-def removal_refusal(rows: PackRows, problems: list[str]) -> str:
-    """Why the registration is refused; --force is offered only where it helps (rules)."""
-    rules = any(p.startswith("rules") for p in problems)
-    hint = " (rules: use --force to unlink them)" if rules else ""
-    return (
-        f"pack {rows.ref} {rows.pack['version']} removes components other packs use: "
-        f"{'; '.join(problems)}{hint}"
-    )
-
-
-def users_elsewhere(
-    connection: Connection,
-    pack_id: int,
-    *,
-    runtimes: dict[int, str],
-    actions: dict[int, str],
-    triggers: dict[int, str],
-    include_rules: bool = True,
-) -> list[str]:
-    """Why deleting these rows would break other packs: their actions and sensors run on the
-    runtimes (the database refuses, or cascades the sensors away), their rules use the
-    actions and triggers (the database would silently unlink them)."""
-    problems = []
-    checks: list[tuple[Table, Any, dict[int, str], str]] = [
-        (t.action, t.action.c.runtime, runtimes, "actions {users} run on runtime {what}"),
-        (t.sensor, t.sensor.c.runtime, runtimes, "sensors {users} run on runtime {what}"),
-    ]
-    if include_rules:
-        checks += [
-            (t.rule, t.rule.c.action, actions, "rules {users} use action {what}"),
-            (t.rule, t.rule.c.trigger, triggers, "rules {users} use trigger {what}"),
-        ]
-    for table, column, victims, message in checks:
-        if not victims:
-            continue
-        rows = connection.execute(
-            select(column, table.c.ref)
-            .where(column.in_(list(victims)), table.c.pack != pack_id)
-            .order_by(table.c.ref)
-        ).all()
-        by_target: dict[int, list[str]] = {}
-        for target, ref in rows:
-            by_target.setdefault(int(target), []).append(str(ref))
-        for target, users in sorted(by_target.items()):
-            problems.append(message.format(users=", ".join(users), what=victims[target]))
-    return problems
-
-
-def delete_pack(connection: Connection, ref: str) -> int | None:
-    """Delete the pack row (Attune's foreign keys cascade to its components and test
-    executions); None when there is none. Refused while other packs run on its runtimes."""
-    pack_id = connection.execute(select(t.pack.c.id).where(t.pack.c.ref == ref)).scalar()
-    if pack_id is None:
-        return None
-    runtimes = dict(
-        connection.execute(
-            select(t.runtime.c.id, t.runtime.c.ref).where(t.runtime.c.pack == pack_id)
-        ).all()
-    )
-    problems = users_elsewhere(
-        connection, int(pack_id), runtimes=runtimes, actions={}, triggers={}, include_rules=False
-    )
-    if problems:
-        raise ConflictError(
-            f"pack {ref!r} provides runtimes other packs use: {'; '.join(problems)}; "
-            "unregister those packs first"
-        )
-    connection.execute(delete(t.pack).where(t.pack.c.id == pack_id))
-    return int(pack_id)
-
-
 def add_test_execution(
     connection: Connection, pack_id: int, result: PackTestResult, trigger: str
 ) -> int:
@@ -491,16 +316,6 @@ def add_test_execution(
             insert(t.pack_test_execution).values(**row).returning(t.pack_test_execution.c.id)
         ).scalar_one()
     )
-
-
-def link_action_runtime(connection: Connection, action_ref: str, runtime_id: int) -> bool:
-    """Give an action registered without a runtime the one that now exists."""
-    done = connection.execute(
-        update(t.action)
-        .where(t.action.c.ref == action_ref, t.action.c.runtime.is_(None))
-        .values(runtime=runtime_id)
-    )
-    return bool(done.rowcount)
 
 
 def _bind(key: str) -> str:

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from attuned.errors import ConflictError, DependencyError
 from attuned.registry import Registry, TestsRolledBack
 from attuned.settings.testing import ExecutorSettings
-from attuned.store import repository
+from attuned.store import registered_packs, run_records
 from attuned.store.database import Database
 from attuned.store.packstore import PackStore
 from attuned.store.provenance import Provenance
@@ -241,7 +241,7 @@ def test_test_results_reach_attunes_views(
         assert (stats["total_executions"], stats["successful_executions"]) == (2, 1)
         assert (stats["failed_executions"], stats["last_test_passed"]) == (1, False)
     with database.read() as session:  # and attuned's own history says what became of each
-        assert [r.outcome for r in repository.executions(session, "base")] == [
+        assert [r.outcome for r in run_records.executions(session, "base")] == [
             "rolled_back",
             "registered",
         ]
@@ -256,7 +256,7 @@ def test_a_rolled_back_first_registration_is_kept_by_attuned_only(
     assert attune.query("SELECT id FROM pack") == []
     assert attune.query("SELECT id FROM pack_test_execution") == []
     with database.read() as session:
-        [run] = repository.executions(session, "base")
+        [run] = run_records.executions(session, "base")
     assert (run.outcome, run.attune_execution_id) == ("rolled_back", None)
 
 
@@ -323,7 +323,7 @@ def test_removing_what_another_pack_uses_is_refused(
     assert attune.one("SELECT version FROM pack WHERE ref = 'base'")["version"] == "1.0.0"
     assert len(attune.query("SELECT id FROM trigger WHERE ref = 'base.tick'")) == 1
     with database.read() as session:  # refused before the tests ran: no run to show for it
-        assert [r.pack_version for r in repository.executions(session, "base")] == ["1.0.0"]
+        assert [r.pack_version for r in run_records.executions(session, "base")] == ["1.0.0"]
 
 
 def test_a_trigger_the_sensor_no_longer_fires_is_unlinked(
@@ -369,7 +369,7 @@ def test_unregister_cascades_and_waits_for_the_packs_on_its_runtimes(
     ):
         assert attune.query(f"SELECT id FROM {table}") == [], table
     with database.read() as session:  # attuned's audit trail stays
-        assert len(repository.executions(session, "base")) == 1
+        assert len(run_records.executions(session, "base")) == 1
 
 
 def test_actions_get_their_runtime_when_the_pack_providing_it_arrives(
@@ -443,8 +443,8 @@ def test_a_pack_attune_registered_itself_counts_and_is_left_alone(
     del standalone["rules/greet_on_tick.yaml"]
     register(registry, standalone, tmp_path / "app")  # base>=1.0.0,<3 is satisfied by it
     with database.read() as session:
-        packs = {p.ref: p for p in repository.list_packs(session)}
-        heads = {h.ref: h for h in repository.managed_heads(session)}
+        packs = {p.ref: p for p in registered_packs.list_packs(session)}
+        heads = {h.ref: h for h in registered_packs.managed_heads(session)}
     assert not packs["base"].managed and packs["base"].source is None
     assert packs["app"].managed and set(heads) == {"app"}
     with pytest.raises(ConflictError, match="already registered"):

@@ -32,7 +32,9 @@ from alembic import context, op
 from pydantic import ValidationError
 
 from attuned.errors import AttunedError
-from attuned.pack.components import _SPECS, Component, standalone_workflow
+from attuned.pack.components import Component
+from attuned.pack.components.models import SPECS as _SPECS
+from attuned.pack.components.workflow_files import standalone_workflow
 from attuned.pack.manifest import PackManifest
 from attuned.pack.workflows import WorkflowSpec, task_problems
 from attuned.report.log import Event, get_logger

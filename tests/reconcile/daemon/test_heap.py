@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.pool import QueuePool
 
-from attuned.reconcile import heap
+from attuned.reconcile.daemon import heap
 from attuned.registry import Registry
 from attuned.store.database import Database
 from attuned.store.packstore import PackStore
@@ -21,7 +21,7 @@ GLIBC = os.confstr("CS_GNU_LIBC_VERSION") is not None if hasattr(os, "confstr") 
 
 FREED_BUT_RESIDENT = """
 import gc
-from attuned.reconcile import heap
+from attuned.reconcile.daemon import heap
 
 def rss_mib():
     with open("/proc/self/status") as status:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from attuned.reconcile.daemon import AlreadyRunning, StateLock
+from attuned.reconcile.daemon.statelock import AlreadyRunning, StateLock
 
 
 def test_a_second_holder_is_refused_with_the_absolute_folder(

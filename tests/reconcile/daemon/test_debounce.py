@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Hashable
 
-from attuned.reconcile.debounce import Debouncer
+from attuned.reconcile.daemon.debounce import Debouncer
 
 
 class Calls:

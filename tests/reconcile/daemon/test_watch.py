@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from attuned.reconcile.watch import FolderWatcher
+from attuned.reconcile.daemon.watch import FolderWatcher
 
 FILES_PER_DIR = 5
 
