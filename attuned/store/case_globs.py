@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table
+from sqlalchemy import ColumnElement
 from sqlmodel import Session
 
-from attuned.store.models import TestCaseRecord
+from attuned.store.models import TEST_CASE
 
-_CASE: Table = TestCaseRecord.__table__  # type: ignore[attr-defined]
+_CASE = TEST_CASE
 _LIKE_ESCAPE = "!"
 
 

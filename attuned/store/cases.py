@@ -13,17 +13,23 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Select, Table, delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlmodel import Session
 
-from attuned.store.models import OWN_SCHEMA, ManagedPack, TestCaseRecord, TestRun
+from attuned.store.models import (
+    MANAGED_PACK,
+    OWN_SCHEMA,
+    TEST_CASE,
+    TEST_RUN,
+    TestRun,
+)
 from attuned.testing.regressions import Case, CaseKey
 
 MESSAGE_LIMIT = 1000  # characters of a failure's message kept per case
 
-_CASE: Table = TestCaseRecord.__table__  # type: ignore[attr-defined]
-_RUN: Table = TestRun.__table__  # type: ignore[attr-defined]
-_MANAGED: Table = ManagedPack.__table__  # type: ignore[attr-defined]
+_CASE = TEST_CASE
+_RUN = TEST_RUN
+_MANAGED = MANAGED_PACK
 
 
 _COLUMNS = (

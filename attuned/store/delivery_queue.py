@@ -15,13 +15,11 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, select, update
 from sqlmodel import Session
 
-from attuned.store.models import OutboxDelivery, OutboxEvent
+from attuned.store.models import OUTBOX_DELIVERY, OUTBOX_EVENT
 from attuned.store.outbox import DELIVERED, PENDING, StoredEvent, stored_event
 
-_events = OutboxEvent.__table__  # type: ignore[attr-defined]
-_deliveries = OutboxDelivery.__table__  # type: ignore[attr-defined]
-_E = _events.c
-_D = _deliveries.c
+_E = OUTBOX_EVENT.c
+_D = OUTBOX_DELIVERY.c
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,7 @@ def queue(session: Session, sink: str, now: datetime, limit: int = 200) -> list[
         subject
         for (subject,) in connection.execute(
             select(heads.c.subject)
-            .join(_deliveries, and_(_D.event_seq == heads.c.head, _D.sink == sink))
+            .join(OUTBOX_DELIVERY, and_(_D.event_seq == heads.c.head, _D.sink == sink))
             .where(_D.next_attempt_at <= now)
             .order_by(heads.c.head)
             .limit(limit)
@@ -60,11 +58,11 @@ def queue(session: Session, sink: str, now: datetime, limit: int = 200) -> list[
         return []
     rows = connection.execute(
         select(
-            *_events.c,
+            *OUTBOX_EVENT.c,
             _D.id.label("delivery_id"),
             _D.attempts.label("delivery_attempts"),
         )
-        .join(_events, _E.seq == _D.event_seq)
+        .join(OUTBOX_EVENT, _E.seq == _D.event_seq)
         .where(_D.sink == sink, _D.state == PENDING, _D.subject.in_(due_subjects))
         .order_by(_D.event_seq)
         .limit(limit)
@@ -122,7 +120,7 @@ def record(session: Session, verdicts: Iterable[Verdict]) -> None:
         if retried:
             values["next_attempt_at"] = bindparam("b_retry_at")
         statement = (
-            update(_deliveries)
+            update(OUTBOX_DELIVERY)
             .where(_D.id == bindparam("b_id"), _D.state == PENDING)
             .values(**values)
         )

@@ -10,7 +10,7 @@ Attune's schema: Attune's migrations must stay free to rebuild their tables.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, overload
+from typing import Any, cast, overload
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Table,
 )
 from sqlmodel import Field, SQLModel
 
@@ -265,3 +266,17 @@ class OutboxDelivery(SQLModel, table=True):
     last_attempt_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     last_error: str | None = None
     delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """A model's Core table, typed (SQLModel leaves `__table__` untyped): for the bulk and
+    Core statements that bypass the ORM."""
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+MANAGED_PACK = table_of(ManagedPack)
+TEST_RUN = table_of(TestRun)
+TEST_CASE = table_of(TestCaseRecord)
+PACK_REVISION = table_of(PackRevision)
+OUTBOX_EVENT = table_of(OutboxEvent)
+OUTBOX_DELIVERY = table_of(OutboxDelivery)

@@ -21,14 +21,17 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, delete, func, insert, select, update
 from sqlmodel import Session
 
-from attuned.store.models import OutboxDelivery, OutboxEvent, aware, utcnow
+from attuned.store.models import (
+    OUTBOX_DELIVERY,
+    OUTBOX_EVENT,
+    aware,
+    utcnow,
+)
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
-_events = OutboxEvent.__table__  # type: ignore[attr-defined]
-_deliveries = OutboxDelivery.__table__  # type: ignore[attr-defined]
-_E = _events.c
-_D = _deliveries.c
+_E = OUTBOX_EVENT.c
+_D = OUTBOX_DELIVERY.c
 
 _NAMESPACE = uuid.UUID("5b0c9a5e-3a51-4f3e-9c1e-6d1f5f0a7e21")  # attuned's event ids
 
@@ -72,8 +75,8 @@ class Outbox:
 
 # built once: most of an insert's cost was SQLAlchemy building the statement again
 _EVENT_EXISTS = select(_E.seq).where(_E.id == bindparam("event_id"))
-_INSERT_EVENT = insert(_events).returning(_E.seq)
-_INSERT_DELIVERY = insert(_deliveries)
+_INSERT_EVENT = insert(OUTBOX_EVENT).returning(_E.seq)
+_INSERT_DELIVERY = insert(OUTBOX_DELIVERY)
 
 
 def add(
@@ -222,7 +225,7 @@ def bury(session: Session, sinks: list[str], now: datetime) -> int:
         done += (
             session.connection()
             .execute(
-                update(_deliveries)
+                update(OUTBOX_DELIVERY)
                 .where(_D.sink == sink, _D.state == PENDING)
                 .values(
                     state=DEAD,
@@ -242,7 +245,7 @@ def prune(session: Session, before: datetime) -> int:
     waiting = select(_D.event_seq).where(_D.state == PENDING)
     return int(
         connection.execute(
-            delete(_events).where(_E.created_at < before, _E.seq.not_in(waiting))
+            delete(OUTBOX_EVENT).where(_E.created_at < before, _E.seq.not_in(waiting))
         ).rowcount
     )
 

@@ -7,16 +7,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlmodel import Session
 
-from attuned.store.models import OutboxDelivery, OutboxEvent, aware
+from attuned.store.models import OUTBOX_DELIVERY, OUTBOX_EVENT, aware
 from attuned.store.outbox import DEAD, PENDING, Route, StoredEvent, stored_event
 
-_events = OutboxEvent.__table__  # type: ignore[attr-defined]
-_deliveries = OutboxDelivery.__table__  # type: ignore[attr-defined]
-_E = _events.c
-_D = _deliveries.c
+_E = OUTBOX_EVENT.c
+_D = OUTBOX_DELIVERY.c
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ def listing(
     """Newest first: events and their deliveries, filtered by delivery state, sink or pack."""
     query = (
         select(
-            *_events.c,
+            *OUTBOX_EVENT.c,
             _D.sink.label("d_sink"),
             _D.state.label("d_state"),
             _D.attempts.label("d_attempts"),
@@ -51,7 +49,7 @@ def listing(
             _D.next_attempt_at.label("d_next"),
             _D.delivered_at.label("d_delivered"),
         )
-        .select_from(_events.outerjoin(_deliveries, _D.event_seq == _E.seq))
+        .select_from(OUTBOX_EVENT.outerjoin(OUTBOX_DELIVERY, _D.event_seq == _E.seq))
         .order_by(_E.seq.desc(), _D.sink)
         .limit(limit)
     )
@@ -81,7 +79,7 @@ def find_events(session: Session, prefixes: Sequence[str]) -> dict[str, list[Sto
     found: dict[str, list[StoredEvent]] = {}
     for prefix in prefixes:
         rows = connection.execute(
-            select(*_events.c).where(_E.id.like(prefix.replace("%", "") + "%")).limit(2)
+            select(*OUTBOX_EVENT.c).where(_E.id.like(prefix.replace("%", "") + "%")).limit(2)
         )
         found[prefix] = [stored_event(row) for row in rows]
     return found
@@ -100,7 +98,7 @@ def redeliver(
     one; only `sink`'s when given. An event `sink` never had a delivery for gets one
     (`routes` names the sinks that exist). Returns how many deliveries were queued."""
     connection = session.connection()
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if event_seqs:
         conditions.append(_D.event_seq.in_(event_seqs))
     if dead:
@@ -108,7 +106,7 @@ def redeliver(
     if sink is not None:
         conditions.append(_D.sink == sink)
     queued = connection.execute(
-        update(_deliveries)
+        update(OUTBOX_DELIVERY)
         .where(and_(*conditions) if conditions else or_(False))
         .values(state=PENDING, attempts=0, next_attempt_at=now, last_error=None, delivered_at=None)
     ).rowcount
@@ -122,7 +120,7 @@ def redeliver(
         for seq in sorted(set(event_seqs) - have):
             subject = connection.execute(select(_E.subject).where(_E.seq == seq)).scalar_one()
             connection.execute(
-                insert(_deliveries).values(
+                insert(OUTBOX_DELIVERY).values(
                     event_seq=seq,
                     sink=sink,
                     subject=subject,

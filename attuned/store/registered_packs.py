@@ -19,7 +19,7 @@ from attuned.pack.manifest import Dependency, dependency_from
 from attuned.store.attune import reader
 from attuned.store.attune import tables as t
 from attuned.store.attune.reader import ComponentRow
-from attuned.store.models import ManagedPack
+from attuned.store.models import MANAGED_PACK, ManagedPack
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class PackHead:
 def pack_heads(session: Session) -> list[PackHead]:
     """Every pack Attune has, managed or not (the planner needs them all: a dependency
     Attune registered itself still satisfies one of attuned's packs)."""
-    m = ManagedPack.__table__.c  # type: ignore[attr-defined]
+    m = MANAGED_PACK.c
     p = t.pack.c
     rows = session.connection().execute(
         sa_select(
@@ -157,7 +157,7 @@ def pack_heads(session: Session) -> list[PackHead]:
             m.version,
             m.incomplete,
         )
-        .select_from(t.pack.outerjoin(ManagedPack.__table__, m.ref == p.ref))  # type: ignore[attr-defined]
+        .select_from(t.pack.outerjoin(MANAGED_PACK, m.ref == p.ref))
         .order_by(p.ref)
     )
     heads = []

@@ -21,7 +21,7 @@ from sqlmodel import Session, col, delete
 from attuned.pack.loader import Pack
 from attuned.store.attune import reader, writer
 from attuned.store.attune.rows import Installation, pack_rows
-from attuned.store.models import ManagedPack, utcnow
+from attuned.store.models import MANAGED_PACK, ManagedPack, utcnow
 from attuned.store.registered_packs import (
     PackHead,
     RegisteredPack,
@@ -71,11 +71,11 @@ class _Written(NamedTuple):
 
 # a registration's writes of attuned's own rows, built once
 _MANAGED_MORE = ("pending_runtimes", "incomplete", "written_config", "updated_at")
-_MP = ManagedPack.__table__.c  # type: ignore[attr-defined]
+_MP = MANAGED_PACK.c
 _MANAGED_OF = sa_select(_MP.pack_id, _MP.written_config).where(_MP.ref == bindparam("ref"))
-_INSERT_MANAGED = sa_insert(ManagedPack.__table__)  # type: ignore[attr-defined]
+_INSERT_MANAGED = sa_insert(MANAGED_PACK)
 _UPDATE_MANAGED = (
-    sa_update(ManagedPack.__table__)  # type: ignore[attr-defined]
+    sa_update(MANAGED_PACK)
     .where(_MP.ref == bindparam("b_ref"))
     .values({name: bindparam(name) for name in (*_Written._fields, *_MANAGED_MORE)})
 )
@@ -153,7 +153,7 @@ def preflight(session: Session, pack: Pack, *, force: bool) -> Preflight:
 def _pending(session: Session) -> dict[str, dict[str, str]]:
     """Managed ref -> its actions registered without a runtime (action ref -> runner); two
     columns only: a full pass asks this of every pack."""
-    m = ManagedPack.__table__.c  # type: ignore[attr-defined]
+    m = MANAGED_PACK.c
     rows = session.connection().execute(sa_select(m.ref, m.pending_runtimes))
     return {str(ref): dict(pending) for ref, pending in rows if pending}
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlmodel import Session
 
 from attuned.errors import AttunedError
 from attuned.store import cases
 from attuned.store.case_globs import case_match, exact_case
-from attuned.store.models import TestCaseRecord, TestRun
+from attuned.store.models import TEST_CASE, TEST_RUN, TestRun
 from attuned.testing.regressions import (
     FAILING,
     PASSING,
@@ -28,8 +28,8 @@ from attuned.testing.regressions import (
     flaky_cases,
 )
 
-_RUN: Table = TestRun.__table__  # type: ignore[attr-defined]
-_CASE: Table = TestCaseRecord.__table__  # type: ignore[attr-defined]
+_RUN = TEST_RUN
+_CASE = TEST_CASE
 
 STATUSES = ("passed", "failed", "partial", "skipped", "error")
 # what an operator calls a trigger -> the trigger_type values stored (Attune's names)
