@@ -1,4 +1,34 @@
-"""Errors that reach the operator: each names where the problem is, so it can be fixed."""
+"""Errors that reach the operator: each names where the problem is, so it can be fixed.
+
+Every error an operator can see is an `AttunedError`, and its class says what the CLI exits
+with (`exit_code`, docs/cli.md); `attuned.cli.main` maps them in one place. The bases live
+here; an error that carries one part's data lives beside the code that raises it (path):
+
+    AttunedError                   1  any error an operator can see
+    +-- ValidationFailed           2  input not acceptable: file, line and field
+    |   +-- ConfigError            2  attuned.yaml
+    |   +-- DependencyError        2  a dependency missing or at an unsatisfying version
+    |   +-- RevisionError          2  reconcile/inplace.py: `plan --revision` names nothing
+    +-- ConflictError              3  already registered, and no --force / --upgrade
+    +-- TestsFailed                4  the gate refused the pack: nothing registered
+    |   +-- TestsRolledBack        4  registry/verdict.py: with the stored result
+    |   +-- EnvironmentNotReady    4  registry/verdict.py: its environment could not be built
+    +-- StoreError                 1  the pack store holds files it did not write
+    +-- EnvironmentFailed          1  a Python environment could not be built (its log kept)
+    +-- RegistrationCancelled      1  registry/verdict.py: the daemon is stopping
+    +-- AttuneSchemaMissing        1  store/attune/schema.py: no Attune schema, may not create
+    +-- RunNotFound                2  store/runs.py: no test run matches the selector
+    +-- SnapshotChanged            1  reconcile/snapshot_copy.py: files changed while copied
+    +-- AlreadyRunning             1  reconcile/daemon/statelock.py: the state is held
+    +-- NotLeader                  1  cluster/leader.py: this node must not write
+    |   +-- FencedOut              1  cluster/leader.py: refused right before COMMIT
+    +-- ArchiveTooLarge            1  cluster/archives.py: too big to travel to followers
+    +-- ArchiveRejected            1  cluster/archives.py: unsafe or not what its digest says
+    +-- NotReady                   2  cli/plan.py: the database is not at this schema
+    +-- NoDaemon                   5  cli/daemonlock.py: the verb needs a running daemon
+
+(tests/test_errors.py keeps this tree equal to the classes.)
+"""
 
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -27,6 +29,7 @@ def test_readme_opens_with_two_commands_and_ci_runs_the_second() -> None:
     assert commands[1] in (REPO / ".ci/run").read_text().splitlines()
 
 
+@pytest.mark.e2e  # starts the daemon
 def test_first_command_starts_the_daemon_and_the_example_drop_works(tmp_path: Path) -> None:
     install, _, attuned_part = quick_start_commands()[0].rpartition(" && ")
     assert ".venv/bin/pip install" in install and attuned_part.startswith(".venv/bin/attuned ")

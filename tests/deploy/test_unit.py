@@ -255,6 +255,7 @@ def strace_works() -> bool:
     return probe.returncode == 0
 
 
+@pytest.mark.e2e  # starts the daemon
 @needs_systemd_analyze
 @pytest.mark.skipif(
     not strace_works(), reason="strace is missing or may not trace here: apt-get install strace"

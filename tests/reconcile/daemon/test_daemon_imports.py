@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import EXAMPLES
@@ -86,6 +87,7 @@ def heavy_in(modules: object, names: tuple[str, ...]) -> list[str]:
     return [m for m in modules if any(m == n or m.startswith(f"{n}.") for n in names)]
 
 
+@pytest.mark.e2e  # starts the daemon
 def test_an_idle_directory_daemon_imports_no_git_database_driver_sink_or_runner(
     tmp_path: Path,
 ) -> None:

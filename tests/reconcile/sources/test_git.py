@@ -79,7 +79,7 @@ def repo(tmp_path: Path) -> PackRepo:
 
 
 @pytest.fixture
-def daemon(repo: PackRepo, tmp_path: Path) -> Iterator[GitDaemon]:
+def git_daemon(repo: PackRepo, tmp_path: Path) -> Iterator[GitDaemon]:
     server = GitDaemon(repo.bare.parent, tmp_path / "git-daemon.log")
     server.start()
     yield server
@@ -87,7 +87,7 @@ def daemon(repo: PackRepo, tmp_path: Path) -> Iterator[GitDaemon]:
 
 
 @pytest.fixture
-def http(repo: PackRepo) -> Iterator[SmartHttpServer]:
+def git_http(repo: PackRepo) -> Iterator[SmartHttpServer]:
     server = SmartHttpServer(repo.bare.parent)
     server.start()
     yield server
@@ -133,14 +133,20 @@ def make_source(tmp_path: Path, store: SnapshotStore) -> Iterator[SourceFactory]
         source.close()
 
 
-@pytest.fixture(params=["path", "file", "git", "http"])
+# the git:// and http:// cases start a server: end to end (the fast lane skips them)
+SERVED = pytest.mark.e2e
+
+
+@pytest.fixture(
+    params=["path", "file", pytest.param("git", marks=SERVED), pytest.param("http", marks=SERVED)]
+)
 def url(request: pytest.FixtureRequest, repo: PackRepo) -> str:
     """The same repository reached over each transport."""
     if request.param == "path":
         return str(repo.bare)
     if request.param == "file":
         return repo.bare.as_uri()
-    server = request.getfixturevalue("daemon" if request.param == "git" else "http")
+    server = request.getfixturevalue("git_daemon" if request.param == "git" else "git_http")
     return str(server.url(repo.name))
 
 
@@ -171,13 +177,13 @@ def test_a_branch_is_followed_over_every_transport(
 
 
 def test_an_unchanged_commit_is_not_fetched_or_exported_again(
-    repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory, tmp_path: Path
+    repo: PackRepo, git_daemon: GitDaemon, make_source: SourceFactory, tmp_path: Path
 ) -> None:
     publish(repo, "packs", pack("hello") | pack("world"))
-    source = make_source(daemon.url(repo.name))
+    source = make_source(git_daemon.url(repo.name))
     first = source.scan()
     cache = tmp_path / "state" / "git" / "origin.git"
-    objects, requests = objects_in(cache), daemon.requests
+    objects, requests = objects_in(cache), git_daemon.requests
     started = time.perf_counter()
     again = source.scan()
     took = time.perf_counter() - started
@@ -185,15 +191,15 @@ def test_an_unchanged_commit_is_not_fetched_or_exported_again(
     assert again.candidates == first.candidates and again.revision == first.revision
     assert again.stats["fetched"] == 0 and again.stats["exported"] == 0
     assert again.stats["unchanged"] == 2
-    assert daemon.requests == requests + 1  # the listing of refs, and nothing else
+    assert git_daemon.requests == requests + 1  # the listing of refs, and nothing else
     assert objects_in(cache) == objects and source.fetches == 1
 
 
 def test_only_the_packs_a_commit_changed_are_exported(
-    repo: PackRepo, http: SmartHttpServer, make_source: SourceFactory, store: SnapshotStore
+    repo: PackRepo, git_http: SmartHttpServer, make_source: SourceFactory, store: SnapshotStore
 ) -> None:
     publish(repo, "three packs", pack("alpha") | pack("bravo") | pack("charlie"))
-    source = make_source(http.url(repo.name))
+    source = make_source(git_http.url(repo.name))
     first = {c.ref: c for c in source.scan().candidates}
     hashed = store.bytes_hashed
     publish(repo, "bravo 2.0.0", pack("bravo", "2.0.0"))
@@ -211,13 +217,13 @@ def test_only_the_packs_a_commit_changed_are_exported(
 
 
 def test_a_tag_and_a_moved_tag(
-    repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory
+    repo: PackRepo, git_daemon: GitDaemon, make_source: SourceFactory
 ) -> None:
     tagged = repo.commit("1.0.0", pack("hello"))
     repo.tag("stable", annotated=True)
     repo.commit("1.1.0", pack("hello", "1.1.0"))
     repo.push("main", "--tags")
-    source = make_source(daemon.url(repo.name), tag="stable")
+    source = make_source(git_daemon.url(repo.name), tag="stable")
     result = source.scan()
     assert result.revision == tagged  # the commit, not the annotated tag object
     assert versions(result) == {"hello": "1.0.0"}
@@ -228,12 +234,12 @@ def test_a_tag_and_a_moved_tag(
 
 
 def test_a_missing_tag_is_an_error(
-    repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory
+    repo: PackRepo, git_daemon: GitDaemon, make_source: SourceFactory
 ) -> None:
     publish(repo, "1.0.0", pack("hello"))
-    result = make_source(daemon.url(repo.name), tag="v9").scan()
+    result = make_source(git_daemon.url(repo.name), tag="v9").scan()
     assert not result.state.readable and result.candidates == ()
-    assert result.state.error == f"{daemon.url(repo.name)}: tag 'v9' not found"
+    assert result.state.error == f"{git_daemon.url(repo.name)}: tag 'v9' not found"
 
 
 def tag_versions(repo: PackRepo, *names: str) -> dict[str, str]:
@@ -248,25 +254,25 @@ def tag_versions(repo: PackRepo, *names: str) -> dict[str, str]:
 
 
 def test_semver_picks_the_highest_matching_tag(
-    repo: PackRepo, http: SmartHttpServer, make_source: SourceFactory
+    repo: PackRepo, git_http: SmartHttpServer, make_source: SourceFactory
 ) -> None:
     commits = tag_versions(repo, "v1.0.0", "v1.2.0", "1.5.1", "v1.9.0-rc.1", "v2.0.0", "latest")
-    source = make_source(http.url(repo.name), semver=">=1.2 <2")
+    source = make_source(git_http.url(repo.name), semver=">=1.2 <2")
     result = source.scan()
     assert result.revision == commits["1.5.1"] and versions(result) == {"hello": "1.5.1"}
     assert source.last_ref == "refs/tags/1.5.1"
     more = tag_versions(repo, "v1.6.0", "v2.1.0", "v1.7.0-beta.1")
     assert source.scan().revision == more["v1.6.0"]  # a new tag in range is followed
     # the comma spelling is the same range
-    comma = make_source(http.url(repo.name), semver=">=1.2,<2").scan()
+    comma = make_source(git_http.url(repo.name), semver=">=1.2,<2").scan()
     assert comma.revision == more["v1.6.0"]
 
 
 def test_semver_pre_releases_only_when_asked(
-    repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory
+    repo: PackRepo, git_daemon: GitDaemon, make_source: SourceFactory
 ) -> None:
     commits = tag_versions(repo, "v1.2.0", "v1.9.0-rc.1", "v2.0.0-rc.1")
-    url = daemon.url(repo.name)
+    url = git_daemon.url(repo.name)
     assert make_source(url, semver=">=1.2 <2").scan().revision == commits["v1.2.0"]
     for spelling in (">=1.2 <2", ">=1.2,<2"):
         chosen = make_source(url, semver=spelling, prerelease=True).scan()
@@ -275,45 +281,45 @@ def test_semver_pre_releases_only_when_asked(
 
 
 def test_no_tag_in_range_is_an_error(
-    repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory
+    repo: PackRepo, git_daemon: GitDaemon, make_source: SourceFactory
 ) -> None:
     tag_versions(repo, "v1.0.0", "v3.0.0-rc.1")
-    result = make_source(daemon.url(repo.name), semver="^3").scan()
+    result = make_source(git_daemon.url(repo.name), semver="^3").scan()
     assert not result.state.readable and result.candidates == ()
     assert result.state.error == (
-        f"{daemon.url(repo.name)}: no tag matches '^3' (pre-releases excluded)"
+        f"{git_daemon.url(repo.name)}: no tag matches '^3' (pre-releases excluded)"
     )
 
 
 @pytest.mark.parametrize("digits", [40, 7])
 def test_a_commit_pin_needs_the_network_once(
-    repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory, digits: int
+    repo: PackRepo, git_daemon: GitDaemon, make_source: SourceFactory, digits: int
 ) -> None:
     pinned = repo.commit("1.0.0", pack("hello"))
     publish(repo, "1.1.0", pack("hello", "1.1.0"))
     git("checkout", "-q", "-b", "side", pinned, cwd=repo.work)
     repo.commit("on a side branch", pack("side"))
     repo.push("side")
-    source = make_source(daemon.url(repo.name), commit=pinned[:digits].upper())
+    source = make_source(git_daemon.url(repo.name), commit=pinned[:digits].upper())
     result = source.scan()
     assert result.revision == pinned and versions(result) == {"hello": "1.0.0"}
-    requests = daemon.requests
+    requests = git_daemon.requests
     repo.commit("more", pack("hello", "2.0.0"))
     repo.push("side")
     again = source.scan()
     assert again.revision == pinned and again.stats["fetched"] == 0
-    assert daemon.requests == requests  # a commit never changes: nothing to ask
+    assert git_daemon.requests == requests  # a commit never changes: nothing to ask
 
 
 def test_a_pin_to_history_a_shallow_cache_lacks(
-    repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory, tmp_path: Path
+    repo: PackRepo, git_daemon: GitDaemon, make_source: SourceFactory, tmp_path: Path
 ) -> None:
     """The source switched from a branch to an older commit: the shallow cache deepens."""
     old = publish(repo, "1.0.0", pack("hello"))
     publish(repo, "1.1.0", pack("hello", "1.1.0"))
-    make_source(daemon.url(repo.name)).scan()
+    make_source(git_daemon.url(repo.name)).scan()
     assert pygit2.Repository(str(tmp_path / "state" / "git" / "origin.git")).is_shallow
-    pinned = make_source(daemon.url(repo.name), commit=old[:10]).scan()
+    pinned = make_source(git_daemon.url(repo.name), commit=old[:10]).scan()
     assert pinned.revision == old and versions(pinned) == {"hello": "1.0.0"}
 
 
@@ -375,10 +381,10 @@ def test_a_path_without_packs_is_an_error_not_an_empty_source(
 
 
 def test_one_broken_pack_among_several(
-    repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory
+    repo: PackRepo, git_daemon: GitDaemon, make_source: SourceFactory
 ) -> None:
     publish(repo, "three packs", pack("alpha") | pack("bravo") | pack("charlie"))
-    source = make_source(daemon.url(repo.name))
+    source = make_source(git_daemon.url(repo.name))
     assert versions(source.scan()) == {"alpha": "1.0.0", "bravo": "1.0.0", "charlie": "1.0.0"}
     repo.commit("break bravo", {"packs/bravo/pack.yaml": "ref: bravo\nversion: 1.1\nlabel: [\n"})
     publish(repo, "alpha 1.1.0", pack("alpha", "1.1.0"))
@@ -402,11 +408,11 @@ def test_one_broken_pack_among_several(
 
 
 def test_a_force_push_is_followed(
-    repo: PackRepo, http: SmartHttpServer, make_source: SourceFactory
+    repo: PackRepo, git_http: SmartHttpServer, make_source: SourceFactory
 ) -> None:
     base = repo.commit("1.0.0", pack("hello"))
     publish(repo, "1.1.0", pack("hello", "1.1.0"))
-    source = make_source(http.url(repo.name))
+    source = make_source(git_http.url(repo.name))
     assert versions(source.scan()) == {"hello": "1.1.0"}
     git("reset", "-q", "--hard", base, cwd=repo.work)
     rewritten = repo.commit("1.0.1 instead", pack("hello", "1.0.1"))
@@ -416,12 +422,12 @@ def test_a_force_push_is_followed(
 
 
 def test_a_deleted_branch_is_an_error_and_backs_off(
-    repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory
+    repo: PackRepo, git_daemon: GitDaemon, make_source: SourceFactory
 ) -> None:
     repo.commit("1.0.0", pack("hello"))
     good = repo.commit("1.0.0", pack("world"))
     repo.push("main", "main:release")
-    source = make_source(daemon.url(repo.name), branch="release")
+    source = make_source(git_daemon.url(repo.name), branch="release")
     assert source.scan().revision == good
     repo.push(":release")
     before = datetime.now(UTC)
@@ -429,18 +435,18 @@ def test_a_deleted_branch_is_an_error_and_backs_off(
     assert not result.state.readable and result.candidates == () and result.invalid == ()
     assert result.state.prune is True  # unreadable: the planner prunes nothing anyway
     assert result.state.error == (
-        f"{daemon.url(repo.name)}: branch 'release' not found (deleted or renamed?)"
+        f"{git_daemon.url(repo.name)}: branch 'release' not found (deleted or renamed?)"
     )
     since = source.error_since
     assert since is not None and since >= before
     assert source.last_revision == good and source.failures == 1
 
-    requests = daemon.requests
+    requests = git_daemon.requests
     assert source.scan() is result  # inside the backoff: the same answer, no network
-    assert daemon.requests == requests
+    assert git_daemon.requests == requests
     wait_for_next_poll(source)
     second = source.scan()
-    assert daemon.requests == requests + 1 and source.failures == 2
+    assert git_daemon.requests == requests + 1 and source.failures == 2
     wait = (source.next_poll_at - datetime.now(UTC)).total_seconds()
     assert 1.5 < wait <= 2.0  # twice the interval
     assert source.error_since == since  # when the run of failures began
@@ -460,21 +466,21 @@ def test_backoff_grows_and_is_capped() -> None:
 
 
 def test_a_stopped_server_then_a_restarted_one(
-    repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory
+    repo: PackRepo, git_daemon: GitDaemon, make_source: SourceFactory
 ) -> None:
     publish(repo, "1.0.0", pack("hello"))
-    source = make_source(daemon.url(repo.name))
+    source = make_source(git_daemon.url(repo.name))
     served = source.scan()
-    daemon.stop()
+    git_daemon.stop()
     pushed = publish(repo, "1.1.0", pack("hello", "1.1.0"))
     down = source.scan()
     assert not down.state.readable and down.candidates == ()
     assert down.state.error is not None and "refused" in down.state.error
     assert source.last_revision == served.revision
-    daemon.start()
-    requests = daemon.requests
+    git_daemon.start()
+    requests = git_daemon.requests
     assert source.scan().state.error == down.state.error  # still inside the backoff
-    assert daemon.requests == requests
+    assert git_daemon.requests == requests
     wait_for_next_poll(source)
     up = source.scan()
     assert up.state.readable and up.revision == pushed and versions(up) == {"hello": "1.1.0"}
@@ -482,19 +488,19 @@ def test_a_stopped_server_then_a_restarted_one(
 
 
 def test_a_server_that_dies_between_listing_and_fetching(
-    repo: PackRepo, http: SmartHttpServer, make_source: SourceFactory
+    repo: PackRepo, git_http: SmartHttpServer, make_source: SourceFactory
 ) -> None:
     first = publish(repo, "1.0.0", pack("hello"))
-    source = make_source(http.url(repo.name))
+    source = make_source(git_http.url(repo.name))
     assert source.scan().revision == first
     pushed = publish(repo, "1.1.0", pack("hello", "1.1.0"))
-    http.drop_fetches = True
+    git_http.drop_fetches = True
     result = source.scan()
     assert not result.state.readable and result.candidates == ()
     assert result.state.error is not None
-    assert result.state.error.startswith(http.url(repo.name) + ": ")
-    assert http.log[-1].startswith("POST") and source.last_revision == first
-    http.drop_fetches = False
+    assert result.state.error.startswith(git_http.url(repo.name) + ": ")
+    assert git_http.log[-1].startswith("POST") and source.last_revision == first
+    git_http.drop_fetches = False
     source.retry_now()
     assert source.scan().revision == pushed
 
@@ -601,8 +607,8 @@ def test_redact_hides_passwords_in_urls_and_messages() -> None:
     assert redact("https://user:secret@host/x") == "https://user:***@host/x"
     assert redact("https://user@host/x") == "https://user@host/x"
     assert redact("git@github.com:org/packs.git") == "git@github.com:org/packs.git"
-    assert redact("ssh://git:pw@h:22/x and http://a:b@c/d failed") == (
-        "ssh://git:***@h:22/x and http://a:***@c/d failed"
+    assert redact("ssh://git:pw@h:22/x and git_http://a:b@c/d failed") == (
+        "ssh://git:***@h:22/x and git_http://a:***@c/d failed"
     )
 
 
@@ -636,25 +642,25 @@ def test_ssh_with_a_key_and_known_hosts(
 
 
 def test_refresh_false_answers_without_the_network(
-    repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory
+    repo: PackRepo, git_daemon: GitDaemon, make_source: SourceFactory
 ) -> None:
     first = publish(repo, "1.0.0", pack("hello"))
-    source = make_source(daemon.url(repo.name))
+    source = make_source(git_daemon.url(repo.name))
     assert source.scan(refresh=False).revision == first  # nothing yet: the first poll
-    requests = daemon.requests
+    requests = git_daemon.requests
     publish(repo, "1.1.0", pack("hello", "1.1.0"))
     cached = source.scan(refresh=False)
     assert cached.revision == first and cached.stats["fetched"] == 0
-    assert daemon.requests == requests
+    assert git_daemon.requests == requests
     assert source.scan().revision == repo.head()
 
 
 def test_a_restarted_daemon_reuses_its_cache(
-    repo: PackRepo, daemon: GitDaemon, make_source: SourceFactory
+    repo: PackRepo, git_daemon: GitDaemon, make_source: SourceFactory
 ) -> None:
     publish(repo, "1.0.0", pack("hello"))
-    assert make_source(daemon.url(repo.name)).scan().stats["fetched"] == 1
-    again = make_source(daemon.url(repo.name)).scan()
+    assert make_source(git_daemon.url(repo.name)).scan().stats["fetched"] == 1
+    again = make_source(git_daemon.url(repo.name)).scan()
     assert again.stats["fetched"] == 0 and versions(again) == {"hello": "1.0.0"}
 
 
@@ -679,7 +685,7 @@ def test_garbage_collection_keeps_the_current_commit_only(
     request: pytest.FixtureRequest,
 ) -> None:
     daemon = request.getfixturevalue("daemon") if transport == "git" else None
-    url = daemon.url(repo.name) if daemon else str(repo.bare)
+    url = git_daemon.url(repo.name) if daemon else str(repo.bare)
     source = make_source(url)
     for minor in range(4):
         publish(repo, f"1.{minor}.0", pack("hello", f"1.{minor}.0") | pack(f"p{minor}"))
@@ -757,7 +763,7 @@ def test_secrets_are_refused_inline_and_in_urls() -> None:
         url="ssh://git@h/x.git", credentials={"ssh_key_file": "/k"}
     )
     assert "needs credentials.username" in refused(credentials={"password_file": "/p"})
-    assert "only applies to an http(s)" in refused(
+    assert "only applies to an git_http(s)" in refused(
         url="git://h/x.git", credentials={"token_file": "/t"}
     )
     ssh = config(
