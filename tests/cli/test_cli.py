@@ -228,6 +228,7 @@ def test_config_found_through_environment(tmp_path: Path) -> None:
     assert (tmp_path / "st/attuned.db").is_file()
 
 
+@pytest.mark.slow
 def test_every_verb_end_to_end(cli: Cli) -> None:
     """Each verb the in-process tests cover, once as a real process: the console entry,
     the exit code and the streams as a shell sees them."""

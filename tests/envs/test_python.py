@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from attuned.envs.python import PythonEnvironments
@@ -38,6 +39,7 @@ def output(run: TestRun) -> str:
     )
 
 
+@pytest.mark.slow
 def test_unittest_pytest_and_scripts_import_the_packs_dependency(
     shared_envs: PythonEnvironments, tmp_path: Path
 ) -> None:
@@ -80,6 +82,7 @@ def test_packs_with_the_same_dependencies_share_one_environment(
     assert (env_dir / LAST_USED).stat().st_mtime > time.time() - 60
 
 
+@pytest.mark.slow
 def test_other_pins_get_their_own_environment_built_once_even_by_two_packs_at_once(
     shared_envs: PythonEnvironments, tmp_path: Path
 ) -> None:

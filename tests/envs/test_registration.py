@@ -75,6 +75,7 @@ def test_a_pack_with_dependencies_registers(
     assert (done.outcome, done.test_result and done.test_result.passed) == (Outcome.REGISTERED, 3)
 
 
+@pytest.mark.slow
 def test_an_environment_that_cannot_be_built_is_stored_as_error_and_retried(
     database: Database, tmp_path: Path, wheels: Wheels
 ) -> None:

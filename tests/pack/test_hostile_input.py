@@ -467,7 +467,9 @@ def test_a_merge_key_may_be_overridden() -> None:
         ),
         (b"\xff\xfer\x00e\x00f\x00", "binary content"),  # UTF-16: NUL bytes
         (bytes(range(256)) * 4, "binary content"),
-        (os.urandom(64).replace(b"\x00", b"\x01") + b"\xff", "not UTF-8 text"),
+        pytest.param(  # a named id: every pytest-xdist worker collects the same test
+            os.urandom(64).replace(b"\x00", b"\x01") + b"\xff", "not UTF-8 text", id="random"
+        ),
     ],
 )
 def test_binary_and_non_utf8_content(data: bytes, expected: str) -> None:

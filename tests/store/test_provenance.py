@@ -186,6 +186,7 @@ def test_the_drift_check_names_changed_missing_extra_and_refused_files(
     assert refused.refused == ["actions/link.sh: symbolic link (to '/etc/passwd') refused"]
 
 
+@pytest.mark.slow
 def test_the_python_environment_the_tests_used_is_recorded(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

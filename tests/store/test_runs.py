@@ -334,6 +334,7 @@ def history(history_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 # -- the history is what it should be ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_history_holds_every_run_made_with_its_version_trigger_and_status(
     history: History,
 ) -> None:

@@ -36,6 +36,7 @@ def wheels(tmp_path: Path) -> Wheels:
     return Wheels(tmp_path / "wheels")
 
 
+@pytest.mark.slow
 def test_a_sandboxed_test_imports_from_its_environment_and_sees_nothing_else_of_the_state(
     tmp_path: Path, wheels: Wheels
 ) -> None:

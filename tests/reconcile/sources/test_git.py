@@ -607,8 +607,8 @@ def test_redact_hides_passwords_in_urls_and_messages() -> None:
     assert redact("https://user:secret@host/x") == "https://user:***@host/x"
     assert redact("https://user@host/x") == "https://user@host/x"
     assert redact("git@github.com:org/packs.git") == "git@github.com:org/packs.git"
-    assert redact("ssh://git:pw@h:22/x and git_http://a:b@c/d failed") == (
-        "ssh://git:***@h:22/x and git_http://a:***@c/d failed"
+    assert redact("ssh://git:pw@h:22/x and http://a:b@c/d failed") == (
+        "ssh://git:***@h:22/x and http://a:***@c/d failed"
     )
 
 
@@ -676,7 +676,7 @@ def test_another_url_starts_a_fresh_cache(
     assert versions(result) == {"world": "1.0.0"} and result.stats["fetched"] == 1
 
 
-@pytest.mark.parametrize("transport", ["path", "git"])
+@pytest.mark.parametrize("transport", ["path", pytest.param("git", marks=SERVED)])
 def test_garbage_collection_keeps_the_current_commit_only(
     repo: PackRepo,
     make_source: SourceFactory,
@@ -684,8 +684,8 @@ def test_garbage_collection_keeps_the_current_commit_only(
     transport: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    daemon = request.getfixturevalue("daemon") if transport == "git" else None
-    url = git_daemon.url(repo.name) if daemon else str(repo.bare)
+    daemon = request.getfixturevalue("git_daemon") if transport == "git" else None
+    url = daemon.url(repo.name) if daemon else str(repo.bare)
     source = make_source(url)
     for minor in range(4):
         publish(repo, f"1.{minor}.0", pack("hello", f"1.{minor}.0") | pack(f"p{minor}"))
@@ -763,7 +763,7 @@ def test_secrets_are_refused_inline_and_in_urls() -> None:
         url="ssh://git@h/x.git", credentials={"ssh_key_file": "/k"}
     )
     assert "needs credentials.username" in refused(credentials={"password_file": "/p"})
-    assert "only applies to an git_http(s)" in refused(
+    assert "only applies to an http(s)" in refused(
         url="git://h/x.git", credentials={"token_file": "/t"}
     )
     ssh = config(

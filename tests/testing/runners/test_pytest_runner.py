@@ -121,6 +121,7 @@ def nobody_python() -> Iterator[Path]:
         shutil.rmtree(root)
 
 
+@pytest.mark.slow
 def test_an_unprivileged_test_user_writes_its_junit_report(run_pack, nobody_python: Path):
     settings = FAST.model_copy(
         update={"run_as": "nobody", "python": str(nobody_python), "sandbox": SandboxMode.NONE}
