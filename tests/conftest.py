@@ -15,7 +15,12 @@ import yaml
 from attuned.store.database import Database
 from tests import attune_db
 
-pytest_plugins = ["tests.pgcluster", "tests.rabbitmq"]  # throwaway clusters and vhosts
+pytest_plugins = [
+    "tests.pgcluster",  # throwaway PostgreSQL clusters
+    "tests.rabbitmq",  # RabbitMQ vhosts
+    "tests.reconcile.sources.git_servers",  # git_daemon, git_http serving a module's `repo`
+    "tests.reconcile.sources.signing",  # alice and mallory, SSH signing keys
+]
 
 POSTGRES_ENV = "ATTUNED_TEST_POSTGRES_URL"
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -266,14 +265,6 @@ def git_pack(ref: str, version: str, actions: list[str]) -> dict[str, str | None
 @pytest.fixture
 def repo(tmp_path: Path) -> PackRepo:
     return PackRepo(tmp_path)
-
-
-@pytest.fixture
-def git_daemon(repo: PackRepo, tmp_path: Path) -> Iterator[GitDaemon]:
-    server = GitDaemon(repo.bare.parent, tmp_path / "git-daemon.log")
-    server.start()
-    yield server
-    server.stop()
 
 
 def test_git_source_plans_the_cached_commit_or_a_candidate_revision(

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,15 +40,7 @@ def repo(tmp_path: Path) -> PackRepo:
     return repo
 
 
-@pytest.fixture
-def server(tmp_path: Path, repo: PackRepo) -> Iterator[GitDaemon]:
-    daemon = GitDaemon(repo.bare.parent, tmp_path / "git-daemon.log")
-    daemon.start()
-    yield daemon
-    daemon.stop()
-
-
-def git_daemon(factory: Callable[..., DaemonProcess], url: str, **source: Any) -> DaemonProcess:
+def daemon_on_git(factory: Callable[..., DaemonProcess], url: str, **source: Any) -> DaemonProcess:
     daemon = factory()
     daemon.config["sources"] = [
         {
@@ -76,14 +68,16 @@ def set_version(repo: PackRepo, pack: str, version: str, test_script: str | None
 
 
 def test_push_deploys_and_failing_push_keeps_serving(
-    daemon_factory: Callable[..., DaemonProcess], repo: PackRepo, server: GitDaemon
+    daemon_factory: Callable[..., DaemonProcess], repo: PackRepo, git_daemon: GitDaemon
 ) -> None:
-    daemon = git_daemon(daemon_factory, server.url("packs.git"))
+    daemon = daemon_on_git(daemon_factory, git_daemon.url("packs.git"))
     first = repo.head()
     daemon.wait_pack("hello", "active", "1.0.0")
     daemon.wait_pack("welcome", "active", "1.2.0")
     source = daemon.status()["sources"][0]
-    assert source["revision"] == first and source["location"] == server.url("packs.git") + "#packs"
+    assert (
+        source["revision"] == first and source["location"] == git_daemon.url("packs.git") + "#packs"
+    )
     shown = daemon.cli("show", "hello", "--json").stdout
     assert '"origin": "repo:packs/hello"' in shown
 
@@ -103,13 +97,13 @@ def test_push_deploys_and_failing_push_keeps_serving(
 
 
 def test_broken_pack_in_the_repo_leaves_the_others_alone(
-    daemon_factory: Callable[..., DaemonProcess], repo: PackRepo, server: GitDaemon
+    daemon_factory: Callable[..., DaemonProcess], repo: PackRepo, git_daemon: GitDaemon
 ) -> None:
     shutil.copytree(EXAMPLES / "failing", repo.work / "packs/broken")
     (repo.work / "packs/broken/pack.yaml").write_text("ref: broken\nversion: [\n")
     repo.commit("a broken pack")
     repo.push("main")
-    daemon = git_daemon(daemon_factory, server.url("packs.git"))
+    daemon = daemon_on_git(daemon_factory, git_daemon.url("packs.git"))
     daemon.wait_pack("hello", "active")
     daemon.wait_pack("welcome", "active")
     [invalid] = daemon.status()["sources"][0]["invalid"]
@@ -117,13 +111,13 @@ def test_broken_pack_in_the_repo_leaves_the_others_alone(
 
 
 def test_force_push_is_followed_and_deleted_branch_prunes_nothing(
-    daemon_factory: Callable[..., DaemonProcess], repo: PackRepo, server: GitDaemon
+    daemon_factory: Callable[..., DaemonProcess], repo: PackRepo, git_daemon: GitDaemon
 ) -> None:
     base = repo.head()
     set_version(repo, "hello", "2.0.0")
     repo.commit("hello 2.0.0")
     repo.push("main")
-    daemon = git_daemon(daemon_factory, server.url("packs.git"))
+    daemon = daemon_on_git(daemon_factory, git_daemon.url("packs.git"))
     daemon.wait_pack("hello", "active", "2.0.0")
     # rewrite history: main goes back to the first commit plus another change
     git("reset", "-q", "--hard", base, cwd=repo.work)
@@ -152,7 +146,7 @@ def test_post_receive_hook_deploys_a_push_at_once(
     daemon_factory: Callable[..., DaemonProcess], repo: PackRepo
 ) -> None:
     # a local bare repository on the attuned host, polled only once an hour: the hook decides
-    daemon = git_daemon(daemon_factory, str(repo.bare), interval=3600)
+    daemon = daemon_on_git(daemon_factory, str(repo.bare), interval=3600)
     daemon.wait_pack("hello", "active", "1.0.0")
     hook = repo.bare / "hooks/post-receive"
     shutil.copy(REPO / "deploy/git-hooks/post-receive", hook)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import EXAMPLES
 from tests.e2e.conftest import DaemonProcess
-from tests.e2e.test_git_daemon import git_daemon, set_version
+from tests.e2e.test_git_daemon import daemon_on_git, set_version
 from tests.reconcile.sources.git_servers import GitDaemon, PackRepo
 from tests.reconcile.sources.signing import SshKey, commit
 
@@ -28,29 +28,11 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def alice(tmp_path: Path) -> SshKey:
-    return SshKey(tmp_path / "keys", "alice", "alice@example.com")
-
-
-@pytest.fixture
-def mallory(tmp_path: Path) -> SshKey:
-    return SshKey(tmp_path / "keys", "mallory", "mallory@example.com")
-
-
-@pytest.fixture
 def repo(tmp_path: Path, alice: SshKey) -> PackRepo:
     repo = PackRepo(tmp_path / "git")
     shutil.copytree(EXAMPLES / "hello", repo.work / "packs" / "hello")
     commit(repo, "hello, signed", {}, alice)
     return repo
-
-
-@pytest.fixture
-def server(tmp_path: Path, repo: PackRepo) -> Iterator[GitDaemon]:
-    daemon = GitDaemon(repo.bare.parent, tmp_path / "git-daemon.log")
-    daemon.start()
-    yield daemon
-    daemon.stop()
 
 
 def source_error(daemon: DaemonProcess, text: str) -> dict[str, object]:
@@ -63,15 +45,15 @@ def source_error(daemon: DaemonProcess, text: str) -> dict[str, object]:
 def test_only_allowed_signed_pushes_activate_and_sighup_rereads_the_signers(
     daemon_factory: Callable[..., DaemonProcess],
     repo: PackRepo,
-    server: GitDaemon,
+    git_daemon: GitDaemon,
     alice: SshKey,
     mallory: SshKey,
     tmp_path: Path,
 ) -> None:
     signers = tmp_path / "allowed_signers"
     signers.write_text(alice.allowed_line())
-    daemon = git_daemon(
-        daemon_factory, server.url("packs.git"), verify={"ssh_allowed_signers": str(signers)}
+    daemon = daemon_on_git(
+        daemon_factory, git_daemon.url("packs.git"), verify={"ssh_allowed_signers": str(signers)}
     )
     first = repo.head()
     daemon.wait_pack("hello", "active", "1.0.0")

@@ -17,10 +17,12 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
+
+import pytest
 
 GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
@@ -358,3 +360,24 @@ class SshServer(_ServerProcess):
             start_new_session=True,
         )
         wait_for_port(self.port)
+
+
+# -- fixtures (a pytest plugin of tests/conftest.py): each serves the test module's `repo` ----
+
+
+@pytest.fixture
+def git_daemon(repo: PackRepo, tmp_path: Path) -> Iterator[GitDaemon]:
+    """`git daemon` on loopback serving the folder of the module's `repo` fixture."""
+    server = GitDaemon(repo.bare.parent, tmp_path / "git-daemon.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def git_http(repo: PackRepo) -> Iterator[SmartHttpServer]:
+    """Smart HTTP (`git http-backend`) on loopback serving the module's `repo` folder."""
+    server = SmartHttpServer(repo.bare.parent)
+    server.start()
+    yield server
+    server.stop()

@@ -17,6 +17,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+import pytest
+
 from tests.reconcile.sources.git_servers import GIT_ENV, PackRepo
 
 
@@ -141,3 +143,18 @@ def tag(repo: PackRepo, name: str, key: Key | None, *, annotated: bool = True) -
     else:
         signed_git(repo, None, "tag", name)
     repo.push(f"refs/tags/{name}")
+
+
+# -- fixtures (a pytest plugin of tests/conftest.py): two people with SSH signing keys ----------
+
+
+@pytest.fixture
+def alice(tmp_path: Path) -> SshKey:
+    """The signer the tests allow."""
+    return SshKey(tmp_path / "keys", "alice", "alice@example.com")
+
+
+@pytest.fixture
+def mallory(tmp_path: Path) -> SshKey:
+    """A signer nobody allowed."""
+    return SshKey(tmp_path / "keys", "mallory", "mallory@example.com")

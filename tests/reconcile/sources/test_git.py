@@ -79,22 +79,6 @@ def repo(tmp_path: Path) -> PackRepo:
 
 
 @pytest.fixture
-def git_daemon(repo: PackRepo, tmp_path: Path) -> Iterator[GitDaemon]:
-    server = GitDaemon(repo.bare.parent, tmp_path / "git-daemon.log")
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def git_http(repo: PackRepo) -> Iterator[SmartHttpServer]:
-    server = SmartHttpServer(repo.bare.parent)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def store(tmp_path: Path) -> SnapshotStore:
     return SnapshotStore(tmp_path / "state" / "snapshots", racy_window_ns=0)
 

@@ -44,16 +44,6 @@ def store(tmp_path: Path) -> SnapshotStore:
 
 
 @pytest.fixture
-def alice(tmp_path: Path) -> SshKey:
-    return SshKey(tmp_path / "keys", "alice", "alice@example.com")
-
-
-@pytest.fixture
-def mallory(tmp_path: Path) -> SshKey:
-    return SshKey(tmp_path / "keys", "mallory", "mallory@example.com")
-
-
-@pytest.fixture
 def signers(tmp_path: Path, alice: SshKey) -> Path:
     path = tmp_path / "allowed_signers"
     path.write_text(alice.allowed_line())
