@@ -2,7 +2,7 @@
 
 While it runs, the daemon (and `reconcile --once`, `events deliver`) holds an exclusive
 flock on `<state_dir>/attuned.lock` and has written its pid there
-(attuned.reconcile.daemon.StateLock; a test holds the two to the same file). A shared,
+(attuned.reconcile.daemon.statelock.StateLock; a test holds the two to the same file). A shared,
 non-blocking flock taken for an instant says whether someone holds it; the kernel drops the
 lock with its holder, so a daemon killed with SIGKILL never looks alive.
 """

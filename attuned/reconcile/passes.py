@@ -11,15 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from attuned import faults
 from attuned.config import AttunedConfig, DirectorySourceConfig
 from attuned.reconcile import facts
 from attuned.reconcile.apply import Applier, SourcePolicy, StepResult, action_fields
-from attuned.reconcile.daemon.delivery import Delivery
 from attuned.reconcile.drift import DriftCheck
 from attuned.reconcile.memory import remember, with_suspended
 from attuned.reconcile.model import ActionKind, ActualPack, Desired, FailureKind, Memory, Plan
@@ -34,6 +33,9 @@ from attuned.report.metrics import MetricCounters
 from attuned.report.status import PackStatus, ReconcileSummary, now
 from attuned.settings.git import GitSourceConfig
 from attuned.store import repository
+
+if TYPE_CHECKING:  # the daemon package imports this module: a type only, no cycle
+    from attuned.reconcile.daemon.delivery import Delivery
 
 log = get_logger()
 
@@ -67,8 +69,8 @@ class PassContext:
     write_status: Callable[[], None]
     watch_all: Callable[[], None]  # a full pass watches folders that appeared since
     collect_cluster_garbage: Callable[[], None]
-    started: datetime = field(default_factory=now)
-    started_mono: float = field(default_factory=time.monotonic)
+    started: datetime
+    started_mono: float
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,6 @@ class Changes:
 class PassResult:
     """What a pass ends with: the daemon shows it, and judges its own health by it."""
 
-    plan: Plan
-    results: list[StepResult]
     packs: dict[str, PackStatus]
     summary: ReconcileSummary
     any_failed: bool
@@ -107,8 +107,6 @@ def run_pass(ctx: PassContext, trigger: str, changes: Changes) -> PassResult:
     packs = summarise_packs(ctx, plan, results, desired, heads)
     summary = finish(ctx, trigger, results, packs)
     return PassResult(
-        plan=plan,
-        results=results,
         packs=packs,
         summary=summary,
         any_failed=any_failed(packs),

@@ -51,9 +51,7 @@ def following(daemon: Daemon) -> bool:
         daemon.health.degraded(exc)  # writes the status: the reason shows while it lasts
     _full, _changed, reload = daemon.requests.take()  # followers do not reconcile
     if reload:
-        daemon.notifier.reloading()
-        daemon._reload()
-        daemon.notifier.ready()
+        daemon.reload()
     return True
 
 

@@ -42,13 +42,14 @@ class Health:
         daemon = self.daemon
         remaining = self.backoff_until - time.monotonic()
         if remaining <= 0:
+            if self.backoff_until:  # the backoff just ended: try the database again now
+                self.backoff_until = 0.0
+                daemon.requests.ask(full=True)
             return False
         daemon.requests.wake.wait(timeout=min(daemon.tick, remaining))
         daemon.requests.wake.clear()  # a busy loop otherwise: the requests themselves are kept
         if daemon.requests.take_reload():
-            daemon.notifier.reloading()
-            daemon._reload()
-            daemon.notifier.ready()
+            daemon.reload()
             daemon.status.write()
         return True
 
@@ -68,7 +69,6 @@ class Health:
             Event.DAEMON_DEGRADED, error=daemon.error, retry_in_s=delay, attempt=self.db_failures
         )
         daemon._close_registry()
-        self.retry_in(delay)
         daemon.status.write()
 
     def recovered(self) -> None:

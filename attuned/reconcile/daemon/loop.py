@@ -205,9 +205,7 @@ class Daemon:
             self.watches.recover()
             full = True
         if reload:
-            self.notifier.reloading()
-            self._reload()
-            self.notifier.ready()  # systemd waits for it to leave "reloading"
+            self.reload()
             full = True
         if full or changed:
             trigger = (
@@ -275,7 +273,13 @@ class Daemon:
         if self.watches is not None:
             self.watches.watch_all(self.config.triggers_path)
 
-    def _reload(self) -> None:
+    def reload(self) -> None:
+        """SIGHUP: read the config again; systemd sees RELOADING until READY says it ended."""
+        self.notifier.reloading()
+        self._reconfigure()
+        self.notifier.ready()
+
+    def _reconfigure(self) -> None:
         try:
             self.config, needs_restart = reloaded(self.config)
         except AttunedError as exc:

@@ -93,12 +93,11 @@ class StatusWriter:
         daemon = self.daemon
         if daemon.last_reconcile is None and daemon.phase != "degraded" and not daemon.synced_once:
             return
-        status = self.status()
         if not daemon.notifier.is_ready:
-            daemon.notifier.ready(summary_line(status))
+            daemon.notifier.ready(summary_line(self.status()))
             self._status_sent_at = time.monotonic()
-        elif time.monotonic() - self._status_sent_at >= 10:
-            daemon.notifier.status(summary_line(status))
+        elif time.monotonic() - self._status_sent_at >= 10:  # built only when sent: on a
+            daemon.notifier.status(summary_line(self.status()))  # follower it asks the database
             self._status_sent_at = time.monotonic()
 
     def status(self) -> Status:
