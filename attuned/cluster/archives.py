@@ -21,8 +21,9 @@ from sqlmodel import Session, col, select
 
 from attuned.errors import AttunedError, ValidationFailed
 from attuned.pack.content import PackFile, digest, list_files
+from attuned.pack.limits import PackLimits
 from attuned.pack.manifest import MANIFEST_NAME
-from attuned.store.archive import ArchiveLimits, extract_archive
+from attuned.store.archive import extract_archive
 from attuned.store.models import ManagedPack, PackArchive, utcnow
 
 NOTIFY_CHANNEL = "attuned_packs"
@@ -101,7 +102,7 @@ def load_archive(session: Session, pack_digest: str) -> bytes | None:
 
 
 def unpack_verified(
-    data: bytes, target: Path, pack_digest: str, *, limits: ArchiveLimits | None = None
+    data: bytes, target: Path, pack_digest: str, *, limits: PackLimits | None = None
 ) -> None:
     """Extract `data` into the new directory `target` and prove it is the pack `pack_digest`.
 

@@ -23,8 +23,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from attuned.cluster.archives import NOTIFY_CHANNEL, load_archive, unpack_verified
 from attuned.errors import AttunedError, StoreError
 from attuned.pack.content import list_files
+from attuned.pack.limits import PackLimits
 from attuned.store import registered_packs
-from attuned.store.archive import ArchiveLimits
 from attuned.store.database import Database
 from attuned.store.packstore import PackStore, version_dirname
 
@@ -69,7 +69,7 @@ class Follower:
         *,
         work_dir: Path,
         keep_versions: int = 3,
-        limits: ArchiveLimits | None = None,
+        limits: PackLimits | None = None,
     ) -> None:
         self.db = database
         self.store = store

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,11 +66,28 @@ def refusal(path: Path, message: str) -> ValidationFailed:
     return ValidationFailed([Problem(path, f"refused: {message}")])
 
 
+def check_sizes(where: Path, sized: Iterable[tuple[Path, int]], limits: PackLimits) -> None:
+    """The caps over (file, size) pairs as they are found, so nothing past a cap is looked at:
+    a file too big is named; too many files or bytes name the pack (`where`)."""
+    total = 0
+    for count, (path, size) in enumerate(sized, 1):
+        total += size
+        big = limits.file_too_big(size)
+        if big is not None:
+            raise refusal(path, big)
+        why = limits.too_many_files(count) or limits.too_many_bytes(total)
+        if why is not None:
+            raise refusal(where, why)
+
+
 def check_tree(pack_dir: Path, limits: PackLimits) -> None:
     """Measure `pack_dir` with `lstat` alone (no file is opened); ValidationFailed at the
     first cap passed. Counts what `list_files` would list: regular files outside the names
     a pack never ships (`__pycache__`, `.git`, `*.pyc`)."""
-    count = total = 0
+    check_sizes(pack_dir, _regular_files(pack_dir), limits)
+
+
+def _regular_files(pack_dir: Path) -> Iterator[tuple[Path, int]]:
     pending = [str(pack_dir)]
     while pending:
         try:
@@ -86,19 +104,8 @@ def check_tree(pack_dir: Path, limits: PackLimits) -> None:
                 continue
             if stat.S_ISDIR(info.st_mode):
                 pending.append(entry.path)
-                continue
-            if not stat.S_ISREG(info.st_mode):
-                continue  # a symlink, a FIFO: list_files refuses them by name
-            count += 1
-            total += info.st_size
-            why = (
-                limits.file_too_big(info.st_size)
-                or limits.too_many_files(count)
-                or limits.too_many_bytes(total)
-            )
-            if why is not None:
-                where = Path(entry.path) if limits.file_too_big(info.st_size) else pack_dir
-                raise refusal(where, why)
+            elif stat.S_ISREG(info.st_mode):  # a symlink, a FIFO: list_files refuses them
+                yield Path(entry.path), info.st_size
 
 
 def check_files(pack_dir: Path, files: list[PackFile], limits: PackLimits) -> None:
@@ -107,12 +114,4 @@ def check_files(pack_dir: Path, files: list[PackFile], limits: PackLimits) -> No
     why = limits.too_many_files(len(files))
     if why is not None:
         raise refusal(pack_dir, why)
-    total = 0
-    for item in files:
-        big = limits.file_too_big(item.size)
-        if big is not None:
-            raise refusal(pack_dir / item.relpath, big)
-        total += item.size
-        why = limits.too_many_bytes(total)
-        if why is not None:
-            raise refusal(pack_dir, why)
+    check_sizes(pack_dir, ((pack_dir / item.relpath, item.size) for item in files), limits)

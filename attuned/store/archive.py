@@ -32,10 +32,6 @@ _CLUTTER = frozenset({"__MACOSX"})
 _CORRUPT = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, gzip.BadGzipFile)
 
 
-# the caps are shared with folders and git trees (`pack_limits:` in the config)
-ArchiveLimits = PackLimits
-
-
 def is_archive(name: str) -> bool:
     return name.lower().endswith(ARCHIVE_SUFFIXES)
 
@@ -59,13 +55,13 @@ class _Member:
     executable: bool
 
 
-def extract_archive(archive: Path, target: Path, limits: ArchiveLimits | None = None) -> Path:
+def extract_archive(archive: Path, target: Path, limits: PackLimits | None = None) -> Path:
     """Extract `archive` into the new or empty `target` (removed on failure); return the pack root.
 
     The pack root is `target` when `pack.yaml` is at the top of the archive, else the one
     top-level directory. ValidationFailed names the archive and the offending member.
     """
-    limits = limits or ArchiveLimits()
+    limits = limits or PackLimits()
     target.mkdir(parents=True, exist_ok=True)
     try:
         if archive.name.lower().endswith(".zip"):
@@ -84,7 +80,7 @@ def extract_archive(archive: Path, target: Path, limits: ArchiveLimits | None = 
         raise
 
 
-def _extract_tar(archive: Path, target: Path, limits: ArchiveLimits) -> None:
+def _extract_tar(archive: Path, target: Path, limits: PackLimits) -> None:
     # stream mode: a member's data is read once, in order, and never seeked back to
     with tarfile.open(archive, mode="r|*") as tar:
         writer = _Writer(target, limits, archive.stat().st_size)
@@ -124,7 +120,7 @@ def _data_filter(info: tarfile.TarInfo, target: Path) -> None:
         raise ArchiveRefused(f"refused by tarfile's data filter: {exc}", info.name) from None
 
 
-def _extract_zip(archive: Path, target: Path, limits: ArchiveLimits) -> None:
+def _extract_zip(archive: Path, target: Path, limits: PackLimits) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         # the central directory lists everything up front: refuse before writing anything
@@ -156,7 +152,7 @@ def _zip_member(info: zipfile.ZipInfo) -> _Member:
 class _Writer:
     """Writes members under `target`, counting members and bytes against the limits."""
 
-    def __init__(self, target: Path, limits: ArchiveLimits, archive_size: int) -> None:
+    def __init__(self, target: Path, limits: PackLimits, archive_size: int) -> None:
         self.target = target
         self.limits = limits
         # whichever is lower: the absolute cap, or what the archive's size can honestly hold

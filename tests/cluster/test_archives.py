@@ -21,8 +21,8 @@ from attuned.cluster.archives import (
 )
 from attuned.errors import AttunedError
 from attuned.pack.content import digest, list_files
+from attuned.pack.limits import PackLimits
 from attuned.registry import Registry
-from attuned.store.archive import ArchiveLimits
 from attuned.store.database import Database
 from attuned.store.models import PackArchive
 from attuned.store.packstore import PackStore
@@ -276,9 +276,9 @@ def test_unsafe_members_are_refused(
 def test_extraction_caps_apply(pack_dir: Path, tmp_path: Path) -> None:
     data = pack_archive(pack_dir)
     with pytest.raises(ArchiveRejected, match="more than 2 members"):
-        unpack_verified(data, tmp_path / "a", digest(pack_dir), limits=ArchiveLimits(max_files=2))
+        unpack_verified(data, tmp_path / "a", digest(pack_dir), limits=PackLimits(max_files=2))
     with pytest.raises(ArchiveRejected, match="cap"):
-        unpack_verified(data, tmp_path / "b", digest(pack_dir), limits=ArchiveLimits(max_bytes=100))
+        unpack_verified(data, tmp_path / "b", digest(pack_dir), limits=PackLimits(max_bytes=100))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 
 from attuned.errors import ValidationFailed
+from attuned.pack.limits import PackLimits
 from attuned.pack.loader import load_pack
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.directory import DirectorySource
-from attuned.store.archive import ArchiveLimits, extract_archive
+from attuned.store.archive import extract_archive
 from attuned.yamlfile import MAX_ALIAS_NODES
 
 MANIFEST = b"ref: hello\nlabel: Hello\ndescription: d\nversion: 1.0.0\n"
@@ -46,7 +47,7 @@ def tgz(path: Path, members: dict[str, bytes], *, errors: str = "strict") -> Pat
     return path
 
 
-def refusal(archive: Path, target: Path, limits: ArchiveLimits | None = None) -> str:
+def refusal(archive: Path, target: Path, limits: PackLimits | None = None) -> str:
     with pytest.raises(ValidationFailed) as caught:
         extract_archive(archive, target, limits)
     [problem] = caught.value.problems
@@ -229,7 +230,7 @@ def test_a_high_ratio_tar_is_cut_off_while_written(tmp_path: Path) -> None:
 def test_a_gzip_of_a_bomb_within_the_caps_is_bounded_by_them(tmp_path: Path) -> None:
     """What protects today: whatever the ratio, no more than max_bytes reach the disk."""
     archive = tgz(tmp_path / "zeros.tgz", {"pack.yaml": MANIFEST, "zeros": bytes(8 * MiB)})
-    limits = ArchiveLimits(max_bytes=4 * MiB)
+    limits = PackLimits(max_bytes=4 * MiB)
     assert "more than the cap of 4194304" in refusal(archive, tmp_path / "out", limits)
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from attuned.errors import ValidationFailed
+from attuned.pack.limits import PackLimits
 from attuned.store.archive import (
-    ArchiveLimits,
     ArchiveRefused,
     copy_capped,
     extract_archive,
@@ -57,7 +57,7 @@ def make_zip(path: Path, members: dict[str, bytes], modes: dict[str, int] | None
     return path
 
 
-def refusal(archive: Path, target: Path, limits: ArchiveLimits | None = None) -> str:
+def refusal(archive: Path, target: Path, limits: PackLimits | None = None) -> str:
     """Extract expecting a refusal; return the one problem, rendered, and check the cleanup."""
     with pytest.raises(ValidationFailed) as caught:
         extract_archive(archive, target, limits)
@@ -191,7 +191,7 @@ def test_too_many_members(tmp_path: Path) -> None:
         for i in range(5):
             tar_member(tar, f"f{i}", b"x")
 
-    limits = ArchiveLimits(max_files=5)
+    limits = PackLimits(max_files=5)
     rendered = refusal(make_tgz(tmp_path / "many.tgz", fill), tmp_path / "out", limits)
     assert rendered.endswith("more than 5 members (6)")
     zipped = make_zip(tmp_path / "many.zip", {f"f{i}": b"x" for i in range(6)})
@@ -204,7 +204,7 @@ def test_too_many_members(tmp_path: Path) -> None:
 def test_declared_size_over_the_cap(tmp_path: Path) -> None:
     """A highly compressible file: tiny on disk, refused for what it would unpack to."""
     big = bytes(2 << 20)
-    limits = ArchiveLimits(max_bytes=1 << 20)
+    limits = PackLimits(max_bytes=1 << 20)
     archive = make_tgz(tmp_path / "bomb.tgz", lambda tar: tar_member(tar, "zeros", big))
     assert archive.stat().st_size < 64 << 10
     rendered = refusal(archive, tmp_path / "out", limits)
@@ -235,14 +235,14 @@ def test_zip_bomb_whose_header_lies_is_refused(tmp_path: Path) -> None:
     _lie_about_size(archive, "zeros", 100)
     with zipfile.ZipFile(archive) as zf:
         assert zf.getinfo("zeros").file_size == 100  # the lie is what a reader sees
-    rendered = refusal(archive, tmp_path / "out", ArchiveLimits(max_bytes=64 << 10))
+    rendered = refusal(archive, tmp_path / "out", PackLimits(max_bytes=64 << 10))
     assert rendered == f"{archive}: not a readable archive: Bad CRC-32 for file 'zeros'"
 
 
 def test_zip_bomb_with_a_consistent_lie_unpacks_only_what_it_declares(tmp_path: Path) -> None:
     archive = make_zip(tmp_path / "liar.zip", {"pack.yaml": MANIFEST, "zeros": bytes(4 << 20)})
     _lie_about_size(archive, "zeros", 100, crc=zlib.crc32(bytes(100)))
-    root = extract_archive(archive, tmp_path / "out", ArchiveLimits(max_bytes=64 << 10))
+    root = extract_archive(archive, tmp_path / "out", PackLimits(max_bytes=64 << 10))
     assert (root / "zeros").stat().st_size == 100
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 
 from attuned.errors import Problem, ValidationFailed
 from attuned.pack.content import IGNORED_NAMES
+from attuned.pack.limits import PackLimits
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.reconcile.model import Candidate, InvalidCandidate, SourceState
 from attuned.reconcile.snapshots import Outcome, Snapshot, SnapshotChanged, SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.entries import candidate_of, problems_of, rebased, ref_hint
-from attuned.store.archive import ArchiveLimits, extract_archive, is_archive
+from attuned.store.archive import extract_archive, is_archive
 
 IGNORED_SUFFIXES = (".tmp", ".part")
 # the entry the watcher names when the watched folder itself was deleted or moved away
@@ -51,7 +52,7 @@ class Unreadable(Exception):
 @dataclass(frozen=True)
 class _ArchiveSeen:
     # device, inode, size, mtime_ns, ctime_ns of the archive file, and the caps it met
-    key: tuple[int | ArchiveLimits, ...]
+    key: tuple[int | PackLimits, ...]
     result: Result
 
 
@@ -65,7 +66,7 @@ class DirectorySource:
         snapshots: SnapshotStore,
         *,
         prune: bool = True,
-        archive_limits: ArchiveLimits | None = None,
+        archive_limits: PackLimits | None = None,
         work_dir: Path,
     ) -> None:
         self.name = name

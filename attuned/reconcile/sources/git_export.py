@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pygit2
 from pygit2.enums import CheckoutStrategy
 
 from attuned.errors import ValidationFailed
-from attuned.pack.limits import PackLimits, refusal
+from attuned.pack.limits import PackLimits, check_sizes
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.reconcile.model import Candidate, InvalidCandidate
 from attuned.reconcile.snapshots import Outcome, SnapshotChanged, SnapshotStore
@@ -148,7 +149,11 @@ def measure_tree(
     """Refuse a pack tree past the caps before it is checked out: sizes come from object
     headers (no blob is read). Every file the checkout would write counts, ignored names too;
     `where` names the files in the refusal (rebased to the repository's paths by the caller)."""
-    count = total = 0
+    check_sizes(where, _blobs(repo, tree, where), limits)
+
+
+def _blobs(repo: pygit2.Repository, tree: pygit2.Oid, where: Path) -> Iterator[tuple[Path, int]]:
+    """Each file a checkout of `tree` would write, with its size from the object header."""
     pending: list[tuple[Path, pygit2.Oid]] = [(where, tree)]
     while pending:
         folder, oid = pending.pop()
@@ -158,18 +163,8 @@ def measure_tree(
         for entry in found:
             if entry.type_str == "tree":
                 pending.append((folder / str(entry.name), entry.id))
-                continue
-            if entry.type_str != "blob":
-                continue  # a submodule: nothing is checked out for it
-            size = repo.odb.read_header(entry.id)[1]
-            count += 1
-            total += size
-            big = limits.file_too_big(size)
-            if big is not None:
-                raise refusal(folder / str(entry.name), big)
-            why = limits.too_many_files(count) or limits.too_many_bytes(total)
-            if why is not None:
-                raise refusal(where, why)
+            elif entry.type_str == "blob":  # not a submodule: git checks nothing out for those
+                yield folder / str(entry.name), repo.odb.read_header(entry.id)[1]
 
 
 def _still_there(result: Result) -> bool:

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from attuned.pack.limits import PackLimits
 from attuned.pack.loader import load_pack
 from attuned.reconcile.model import Candidate, Requirement
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.directory import FOLDER_ITSELF, DirectorySource
-from attuned.store.archive import ArchiveLimits
 from tests.conftest import PackFactory, write
 
 
@@ -518,7 +518,7 @@ def test_archive_caps_apply(
     pack_dir = make_pack("hello", parent=tmp_path / "src", files={"big.txt": "x" * 5000})
     tgz(folder / "hello.tgz", pack_dir, "hello")
     small = DirectorySource(
-        "local", folder, store, archive_limits=ArchiveLimits(max_bytes=4096), work_dir=tmp_path
+        "local", folder, store, archive_limits=PackLimits(max_bytes=4096), work_dir=tmp_path
     )
     [invalid] = small.scan().invalid
     assert "more than the cap of 4096" in invalid.problems[0]
