@@ -14,7 +14,8 @@ from pathlib import Path
 
 from attuned.errors import AttunedError
 from attuned.pack.content import digest, list_files
-from attuned.reconcile.snapshots import Fingerprint, SnapshotStore, fingerprint
+from attuned.reconcile.fingerprints import Fingerprint, fingerprint
+from attuned.reconcile.snapshots import SnapshotStore
 from attuned.registry import Registry
 from attuned.report.log import ConditionLog, Event
 from attuned.store import repository

@@ -31,13 +31,8 @@ from attuned.errors import Problem, ValidationFailed
 from attuned.pack.content import digest, list_files
 from attuned.pack.limits import PackLimits, check_files, check_tree
 from attuned.pack.loader import Pack, load_pack
-from attuned.reconcile.fingerprints import Fingerprint as Fingerprint
-from attuned.reconcile.fingerprints import fingerprint as fingerprint
-from attuned.reconcile.snapshot_copy import SnapshotChanged as SnapshotChanged
-from attuned.reconcile.snapshot_copy import copy_pack, install
-
-# imported `as` themselves: the sources and the drift check take Fingerprint, fingerprint
-# and SnapshotChanged from here, with the store
+from attuned.reconcile.fingerprints import Fingerprint, fingerprint
+from attuned.reconcile.snapshot_copy import SnapshotChanged, copy_pack, install
 
 TMP_PREFIX = ".tmp-"
 # a file changed less than this long before it was stat'ed is read again next time: a second

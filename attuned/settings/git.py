@@ -184,6 +184,10 @@ _FINGERPRINT = re.compile(r"^(?:[0-9A-F]{40}|[0-9A-F]{64})$")
 VerifyMode = Literal["head", "tag", "tag_and_head"]
 
 
+# the signer shown for a git commit activated without `verify:` (status, provenance)
+UNSIGNED = "unsigned (verification off)"
+
+
 class GitVerify(_Model):
     """Which signatures make a commit trusted: git's own check, against these signers only."""
 

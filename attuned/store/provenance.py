@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from attuned.errors import ValidationFailed
 from attuned.pack import content
 from attuned.pack.content import PackFile
-from attuned.settings.git import redact
+from attuned.settings.git import UNSIGNED, redact
 from attuned.store.models import ActivationProvenance, aware
 
 if TYPE_CHECKING:
@@ -48,7 +48,6 @@ class Provenance:
     signer: str | None = None  # who signed the commit (key fingerprint and principal)
 
 
-UNSIGNED = "unsigned (verification off)"  # a git commit activated without verification
 _CHUNK = 1 << 20
 
 

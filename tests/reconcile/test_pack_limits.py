@@ -16,7 +16,8 @@ from attuned.config import AttunedConfig
 from attuned.errors import ValidationFailed
 from attuned.pack.limits import MiB, PackLimits
 from attuned.reconcile.daemon import Daemon
-from attuned.reconcile.snapshots import SnapshotChanged, SnapshotStore
+from attuned.reconcile.snapshot_copy import SnapshotChanged
+from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.git_export import PackExporter
 from tests.conftest import PackFactory
 from tests.opened import OPENED

@@ -20,7 +20,8 @@ from attuned.pack.content import IGNORED_NAMES
 from attuned.pack.limits import PackLimits
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.reconcile.model import Candidate, InvalidCandidate, SourceState
-from attuned.reconcile.snapshots import Outcome, Snapshot, SnapshotChanged, SnapshotStore
+from attuned.reconcile.snapshot_copy import SnapshotChanged
+from attuned.reconcile.snapshots import Outcome, Snapshot, SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.entries import candidate_of, problems_of, rebased, ref_hint
 from attuned.store.archive import extract_archive, is_archive

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from attuned.errors import Problem, ValidationFailed
 from attuned.reconcile.model import Candidate, Requirement
-from attuned.reconcile.snapshots import Snapshot, SnapshotChanged
+from attuned.reconcile.snapshot_copy import SnapshotChanged
+from attuned.reconcile.snapshots import Snapshot
 from attuned.yamlfile import read_yaml
 
 # a broken pack.yaml may still name its pack on a line of its own

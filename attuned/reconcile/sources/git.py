@@ -30,8 +30,8 @@ from attuned.reconcile.sources.base import ScanResult, Source
 from attuned.reconcile.sources.git_cache import Cache, Collected
 from attuned.reconcile.sources.git_export import ExportError, PackExporter
 from attuned.reconcile.sources.git_remote import GitRemote, Polled, RemoteError, describe
-from attuned.reconcile.sources.git_verify import UNSIGNED_OFF, Unverified, Verdict, Verifier
-from attuned.settings.git import GitSourceConfig
+from attuned.reconcile.sources.git_verify import Unverified, Verdict, Verifier
+from attuned.settings.git import UNSIGNED, GitSourceConfig
 
 BACKOFF_CAP = 3600.0  # seconds: an hour at most between retries of a failing source
 BACKOFF_INTERVALS = 10  # ... and at most ten intervals
@@ -102,7 +102,7 @@ class GitSource:
                 verdict = self._verify(polled)
                 if not verdict.ok:
                     return self._held(polled, verdict)
-                result = self._read(polled, verdict.signer or UNSIGNED_OFF)
+                result = self._read(polled, verdict.signer or UNSIGNED)
             except (RemoteError, ExportError) as exc:
                 return self._failed(str(exc))
             except (pygit2.GitError, OSError) as exc:  # the cache itself: start it afresh

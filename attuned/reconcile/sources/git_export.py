@@ -22,7 +22,8 @@ from attuned.errors import ValidationFailed
 from attuned.pack.limits import PackLimits, check_sizes
 from attuned.pack.manifest import MANIFEST_NAME
 from attuned.reconcile.model import Candidate, InvalidCandidate
-from attuned.reconcile.snapshots import Outcome, SnapshotChanged, SnapshotStore
+from attuned.reconcile.snapshot_copy import SnapshotChanged
+from attuned.reconcile.snapshots import Outcome, SnapshotStore
 
 # shared with the folder source: how one entry's failure is told
 from attuned.reconcile.sources.entries import candidate_of, problems_of, rebased, ref_hint

@@ -26,7 +26,6 @@ from pathlib import Path
 
 from attuned.settings.git import GitVerify
 
-UNSIGNED_OFF = "unsigned (verification off)"
 VERDICTS_KEPT = 256
 TIMEOUT = 30.0  # seconds for one git verify-* run
 _GNUPG = "[GNUPG:] "

@@ -21,10 +21,9 @@ from attuned.errors import ConfigError
 from attuned.reconcile.snapshots import SnapshotStore
 from attuned.reconcile.sources.base import ScanResult
 from attuned.reconcile.sources.git import GitSource
-from attuned.reconcile.sources.git_verify import UNSIGNED_OFF
 from attuned.reconcile.sourceset import SourceSet
 from attuned.report.log import ConditionLog, Event
-from attuned.settings.git import GitSourceConfig
+from attuned.settings.git import UNSIGNED, GitSourceConfig
 from tests.cli.inprocess import run_attuned
 from tests.reconcile.sources.git_servers import PackRepo
 from tests.reconcile.sources.signing import GpgKey, SshKey, commit, tag
@@ -359,7 +358,7 @@ def test_tag_mode_accepts_a_signed_tag_on_an_unsigned_commit(
 def test_without_verify_candidates_say_unsigned(repo: PackRepo, make_source: SourceFactory) -> None:
     commit(repo, "hello", pack("hello"), None)
     result = make_source().scan()
-    assert {c.signer for c in result.candidates} == {UNSIGNED_OFF}
+    assert {c.signer for c in result.candidates} == {UNSIGNED}
     assert all(c.source_tree for c in result.candidates)
 
 
