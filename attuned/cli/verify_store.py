@@ -54,16 +54,12 @@ class Verdict:
 
 def run(args: argparse.Namespace) -> int:
     """Exit 1 means a difference, so every error exits 2 (`error_exit`)."""
-    from attuned.errors import StoreError
     from attuned.store.database import Database
     from attuned.store.packstore import PackStore
 
     config = config_of(args)
     store = PackStore(config.packs_path)
-    try:
-        served = served_dirs(store)
-    except StoreError as exc:
-        raise AttunedError(str(exc)) from None
+    served = served_dirs(store)  # a StoreError is an AttunedError: exit 2, one line
     _refuse_missing_sqlite(config.database_url)
     database = Database.from_config(config)
     try:

@@ -96,7 +96,7 @@ class Follower:
                     result.activated.append(ref)
             except _ArchiveMissing:
                 result.missing.append(ref)
-            except (AttunedError, StoreError, OSError, SQLAlchemyError) as exc:
+            except (AttunedError, OSError, SQLAlchemyError) as exc:  # StoreError included
                 result.errors.append(f"{ref}: {_first_line(exc)}")
         for ref in sorted(self._served_refs() - wanted.keys()):
             try:

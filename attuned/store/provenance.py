@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from attuned.errors import ValidationFailed
+from attuned.errors import EnvironmentFailed, ValidationFailed
 from attuned.pack import content
 from attuned.pack.content import PackFile
 from attuned.settings.git import UNSIGNED, redact
@@ -80,8 +80,6 @@ def file_digests(pack_dir: Path, files: Sequence[PackFile]) -> dict[str, str]:
 def environment_key(environments: PythonEnvironments | None, pack_dir: Path) -> str | None:
     """The key of the Python environment the pack's tests use (a hash of the interpreter,
     the normalized requirements and the index); None without requirements."""
-    from attuned.errors import EnvironmentFailed
-
     if environments is None:
         return None
     try:

@@ -19,8 +19,9 @@ from sqlalchemy import update as sa_update
 from sqlmodel import Session, col, delete
 
 from attuned.pack.loader import Pack
-from attuned.store.attune import reader, writer
+from attuned.store.attune import reader, removals, writer
 from attuned.store.attune.rows import Installation, pack_rows
+from attuned.store.attune.runtimes import link_action_runtime, resolve_runtime, runnerless_sensors
 from attuned.store.models import MANAGED_PACK, ManagedPack, utcnow
 from attuned.store.registered_packs import (
     PackHead,
@@ -143,10 +144,10 @@ class Preflight:
 def preflight(session: Session, pack: Pack, *, force: bool) -> Preflight:
     connection = session.connection()
     rows = pack_rows(pack, Installation("local_directory", None, None, ""), utcnow())
-    problems = writer.removal_conflicts(connection, rows, force=force)
+    problems = removals.removal_conflicts(connection, rows, force=force)
     return Preflight(
-        removal_refusal=writer.removal_refusal(rows, problems) if problems else None,
-        runnerless_sensors=writer.runnerless_sensors(connection, rows),
+        removal_refusal=removals.removal_refusal(rows, problems) if problems else None,
+        runnerless_sensors=runnerless_sensors(connection, rows),
     )
 
 
@@ -163,7 +164,7 @@ def _resolvable(session: Session, pending: dict[str, dict[str, str]]) -> dict[st
     once, whatever the number of actions)."""
     connection = session.connection()
     runners = {runner for actions in pending.values() for runner in actions.values()}
-    found = {runner: writer.resolve_runtime(connection, runner) for runner in sorted(runners)}
+    found = {runner: resolve_runtime(connection, runner) for runner in sorted(runners)}
     return {runner: hit[0] for runner, hit in found.items() if hit is not None}
 
 
@@ -186,9 +187,7 @@ def link_pending_runtimes(session: Session) -> list[str]:
     for ref, actions in pending.items():
         remaining = {a: r for a, r in actions.items() if r not in runtimes}
         for action_ref, runner in actions.items():
-            if runner in runtimes and writer.link_action_runtime(
-                connection, action_ref, runtimes[runner]
-            ):
+            if runner in runtimes and link_action_runtime(connection, action_ref, runtimes[runner]):
                 linked.append(action_ref)
         if remaining != actions:
             managed = session.get(ManagedPack, ref)
@@ -201,5 +200,5 @@ def link_pending_runtimes(session: Session) -> list[str]:
 def delete_pack(session: Session, ref: str) -> None:
     """Delete the pack from Attune's tables (its components and Attune's test rows go by
     cascade; attuned's test runs stay) and forget that attuned managed it."""
-    writer.delete_pack(session.connection(), ref)
+    removals.delete_pack(session.connection(), ref)
     session.exec(delete(ManagedPack).where(col(ManagedPack.ref) == ref))

@@ -67,9 +67,3 @@ def activation_times(session: Session) -> dict[str, datetime]:
         sa_select(r.ref, r.activated_at).where(r.deactivated_at.is_(None))
     )
     return {ref: activated for ref, activated in rows}
-
-
-def open_revisions(session: Session) -> dict[str, PackRevision]:
-    """The revision currently served for each ref."""
-    rows = session.exec(select(PackRevision).where(col(PackRevision.deactivated_at).is_(None)))
-    return {r.ref: r for r in rows.all()}

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, delete, select
+from sqlalchemy import Connection, Table, delete, select
 from sqlalchemy.sql import ColumnElement
 
 from attuned.errors import ConflictError
+from attuned.store.attune import reader
 from attuned.store.attune import tables as t
 from attuned.store.attune.rows import PackRows
-
-# built once, as the writer's statements are (see `writer`)
-_PACK_ID = select(t.pack.c.id).where(t.pack.c.ref == bindparam("ref"))
 
 
 def planned_refs(rows: PackRows) -> dict[str, set[str]]:
@@ -37,10 +35,10 @@ def planned_refs(rows: PackRows) -> dict[str, set[str]]:
 def removal_conflicts(connection: Connection, rows: PackRows, *, force: bool) -> list[str]:
     """Why writing `rows` would break other packs (what `sync_pack` would refuse), asked
     before a registration runs its tests, so a refusal costs no test run."""
-    pack_id = connection.execute(_PACK_ID, {"ref": rows.ref}).scalar()
+    pack_id = reader.pack_id(connection, rows.ref)
     if pack_id is None:
         return []
-    return planned_removals(connection, int(pack_id), rows, force=force)[1]
+    return planned_removals(connection, pack_id, rows, force=force)[1]
 
 
 def planned_removals(
@@ -139,7 +137,7 @@ def users_elsewhere(
 def delete_pack(connection: Connection, ref: str) -> int | None:
     """Delete the pack row (Attune's foreign keys cascade to its components and test
     executions); None when there is none. Refused while other packs run on its runtimes."""
-    pack_id = connection.execute(select(t.pack.c.id).where(t.pack.c.ref == ref)).scalar()
+    pack_id = reader.pack_id(connection, ref)
     if pack_id is None:
         return None
     runtimes = dict(

@@ -24,18 +24,9 @@ from attuned.errors import ConflictError, DependencyError, Problem
 from attuned.results import PackTestResult
 from attuned.store.attune import tables as t
 from attuned.store.attune.execution_rows import test_execution_row
-from attuned.store.attune.removals import delete_pack as delete_pack
-from attuned.store.attune.removals import planned_removals
-from attuned.store.attune.removals import removal_conflicts as removal_conflicts
-from attuned.store.attune.removals import removal_refusal as removal_refusal
+from attuned.store.attune.removals import planned_removals, removal_refusal
 from attuned.store.attune.rows import PackRows, Row
-from attuned.store.attune.runtimes import link_action_runtime as link_action_runtime
-from attuned.store.attune.runtimes import resolve_runtime as resolve_runtime
-from attuned.store.attune.runtimes import runnerless_sensors as runnerless_sensors
-
-# imported `as` themselves: the registry's store asks these of `writer`, with `sync_pack`:
-# delete_pack, removal_conflicts, removal_refusal, link_action_runtime, resolve_runtime and
-# runnerless_sensors
+from attuned.store.attune.runtimes import resolve_runtime
 
 # statements a registration runs every time, built once: building one again (and its cache
 # key) cost more than running it on SQLite
